@@ -1,0 +1,430 @@
+//! The unified token arena: every channel's FIFO ring lives in one contiguous `f32` allocation
+//! (payloads) with a parallel metadata allocation (`seq`, `visible_at`).
+//!
+//! The rules it enforces (SPEC §3):
+//!
+//! **Visibility.** A token written at instant `(t, δ)` on a channel with delay `d` is invisible
+//! before tick `t + d`; with `d == 0` it becomes visible at `(t, δ+1)`, never in the step that
+//! wrote it. Consumers see visible tokens only, in FIFO order.
+//!
+//! ```
+//! use tapwheel::arena::TokenArena;
+//! use tapwheel::time::Instant;
+//! let mut arena = TokenArena::new(1 << 20);
+//! let ch = arena.add_channel(4, 1).unwrap();
+//! let written = Instant::new(10, 0);
+//! arena.reserve(ch, 1);
+//! arena.write(ch, &[7.0], written.after_delay(3)).unwrap(); // delay d = 3
+//! assert_eq!(arena.visible_count(ch, Instant::new(12, 99)), 0); // t + d − 1: never
+//! assert_eq!(arena.visible_count(ch, Instant::new(13, 0)), 1);  // t + d: visible
+//! arena.reserve(ch, 1);
+//! arena.write(ch, &[8.0], Instant::new(13, 0).after_delay(0)).unwrap(); // zero delay
+//! assert_eq!(arena.visible_count(ch, Instant::new(13, 0)), 1); // not in the writing step
+//! assert_eq!(arena.visible_count(ch, Instant::new(13, 1)), 2); // the next delta
+//! ```
+//!
+//! **Occupancy.** A token occupies a slot from the moment its write is *reserved* until it is
+//! consumed, including while invisible. Room freed by a consumer is seen by the producer only
+//! from the next step ([`TokenArena::end_step`]), so the order in which nodes fire within one
+//! step cannot change what they see:
+//!
+//! ```
+//! use tapwheel::arena::TokenArena;
+//! use tapwheel::time::Instant;
+//! let mut arena = TokenArena::new(1 << 20);
+//! let ch = arena.add_channel(1, 1).unwrap();
+//! arena.reserve(ch, 1);
+//! assert_eq!(arena.room(ch), 0); // the reservation holds the only slot
+//! arena.write(ch, &[1.0], Instant::new(0, 1)).unwrap();
+//! assert_eq!(arena.room(ch), 0); // written, not consumed
+//! let mut out = Vec::new();
+//! arena.pop(ch, 1, &mut out, &mut Vec::new());
+//! assert_eq!(out, vec![1.0]);
+//! assert_eq!(arena.room(ch), 0); // freed at this instant, seen in the next delta
+//! arena.end_step();
+//! assert_eq!(arena.room(ch), 1);
+//! ```
+//!
+//! **Growth** (Parks) relocates a ring and keeps its content and order; a byte limit turns
+//! into a typed error instead of an out-of-memory crash:
+//!
+//! ```
+//! use tapwheel::arena::{ArenaError, TokenArena};
+//! use tapwheel::time::Instant;
+//! let mut arena = TokenArena::new(64);
+//! let a = arena.add_channel(1, 2).unwrap();
+//! arena.reserve(a, 1);
+//! arena.write(a, &[1.0, 2.0], Instant::ZERO).unwrap();
+//! arena.set_capacity(a, 2).unwrap();
+//! assert_eq!(arena.token(a, 0), &[1.0, 2.0]);
+//! assert!(matches!(arena.set_capacity(a, 1000), Err(ArenaError::LimitExceeded { .. })));
+//! ```
+
+use crate::time::Instant;
+use serde::{Deserialize, Serialize};
+
+/// Per-token metadata kept beside the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenMeta {
+    /// The channel sequence number: 0, 1, 2, … per channel.
+    pub seq: u64,
+    /// The instant from which consumers may see the token.
+    pub visible: Instant,
+}
+
+const EMPTY_META: TokenMeta = TokenMeta {
+    seq: 0,
+    visible: Instant::NEVER,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArenaError {
+    #[error(
+        "the token arena would need {needed} bytes, above its limit of {limit} bytes (raise it with --max-arena-bytes)"
+    )]
+    LimitExceeded { needed: usize, limit: usize },
+    #[error("channel {channel} has no free slot for a write that was not reserved")]
+    Unreserved { channel: usize },
+}
+
+/// One channel's FIFO: a ring of `slots` tokens inside the arena, plus its occupancy counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ring {
+    /// First slot of this ring in the arena (slot index; payload offset = slot · token_len).
+    offset: usize,
+    slots: usize,
+    token_len: usize,
+    head: usize,
+    len: usize,
+    /// The channel's logical capacity (tokens + reservations allowed).
+    pub capacity: u32,
+    pub reserved: u32,
+    /// Slots freed by consumption during the current step; still counted until [`TokenArena::end_step`].
+    freed_in_step: u32,
+    next_seq: u64,
+    /// Set when the producer closes the channel (end of stream).
+    pub closed_at: Option<Instant>,
+    /// Set when the consumer finished: later writes are discarded on arrival.
+    pub consumer_finished_at: Option<Instant>,
+    pub high_water: u32,
+    pub written: u64,
+    pub consumed: u64,
+    pub discarded: u64,
+}
+
+impl Ring {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn token_len(&self) -> usize {
+        self.token_len
+    }
+    /// Tokens plus reservations: the slots in use.
+    pub fn occupancy(&self) -> u32 {
+        (self.len as u32)
+            .saturating_add(self.reserved)
+            .saturating_add(self.freed_in_step)
+    }
+    /// No token and no reservation (§4 "drained").
+    pub fn drained(&self) -> bool {
+        self.len == 0 && self.reserved == 0
+    }
+    /// Closed as seen from `now`: closures made in the current step are seen from the next one.
+    pub fn closed_before(&self, now: Instant) -> bool {
+        self.closed_at.is_some_and(|c| c < now)
+    }
+    pub fn consumer_finished_before(&self, now: Instant) -> bool {
+        self.consumer_finished_at.is_some_and(|c| c < now)
+    }
+}
+
+/// The arena: one payload allocation and one metadata allocation shared by every channel.
+#[derive(bevy_ecs::prelude::Resource, Debug, Clone, Serialize, Deserialize)]
+pub struct TokenArena {
+    values: Vec<f32>,
+    meta: Vec<TokenMeta>,
+    rings: Vec<Ring>,
+    /// Slots no ring uses any more (left behind by relocation); compacted when they dominate.
+    dead_slots: usize,
+    limit_bytes: usize,
+    touched: Vec<u32>,
+}
+
+impl TokenArena {
+    /// An empty arena that refuses to grow beyond `limit_bytes` (payload + metadata).
+    pub fn new(limit_bytes: usize) -> Self {
+        TokenArena {
+            values: Vec::new(),
+            meta: Vec::new(),
+            rings: Vec::new(),
+            dead_slots: 0,
+            limit_bytes,
+            touched: Vec::new(),
+        }
+    }
+
+    /// Adds a channel ring of `capacity` tokens of `token_len` elements; returns its index.
+    pub fn add_channel(&mut self, capacity: u32, token_len: usize) -> Result<usize, ArenaError> {
+        let slots = (capacity as usize).max(1);
+        self.check_limit(slots, token_len)?;
+        let offset = self.meta.len();
+        self.values.resize(self.values.len() + slots * token_len, 0.0);
+        self.meta.resize(offset + slots, EMPTY_META);
+        self.rings.push(Ring {
+            offset,
+            slots,
+            token_len,
+            head: 0,
+            len: 0,
+            capacity,
+            reserved: 0,
+            freed_in_step: 0,
+            next_seq: 0,
+            closed_at: None,
+            consumer_finished_at: None,
+            high_water: 0,
+            written: 0,
+            consumed: 0,
+            discarded: 0,
+        });
+        Ok(self.rings.len() - 1)
+    }
+
+    fn bytes_for(slots: usize, token_len: usize) -> usize {
+        slots
+            .saturating_mul(token_len.saturating_mul(4))
+            .saturating_add(slots.saturating_mul(std::mem::size_of::<TokenMeta>()))
+    }
+
+    /// Bytes currently held (payload + metadata).
+    pub fn bytes(&self) -> usize {
+        self.values.len() * 4 + self.meta.len() * std::mem::size_of::<TokenMeta>()
+    }
+
+    fn check_limit(&self, extra_slots: usize, token_len: usize) -> Result<(), ArenaError> {
+        let needed = self
+            .bytes()
+            .saturating_add(Self::bytes_for(extra_slots, token_len));
+        if needed > self.limit_bytes {
+            return Err(ArenaError::LimitExceeded {
+                needed,
+                limit: self.limit_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn ring(&self, ch: usize) -> &Ring {
+        &self.rings[ch]
+    }
+
+    pub fn ring_mut(&mut self, ch: usize) -> &mut Ring {
+        &mut self.rings[ch]
+    }
+
+    pub fn channels(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Free slots for new reservations: capacity − tokens − reservations − slots freed this step.
+    pub fn room(&self, ch: usize) -> u32 {
+        self.rings[ch].capacity.saturating_sub(self.rings[ch].occupancy())
+    }
+
+    /// Reserves `n` slots for a firing's future output.
+    pub fn reserve(&mut self, ch: usize, n: u32) {
+        let r = &mut self.rings[ch];
+        r.reserved = r.reserved.saturating_add(n);
+        r.high_water = r.high_water.max(r.occupancy());
+    }
+
+    /// Returns `n` reserved slots unused (a firing produced less than its maximum).
+    pub fn release(&mut self, ch: usize, n: u32) {
+        let r = &mut self.rings[ch];
+        r.reserved = r.reserved.saturating_sub(n);
+    }
+
+    /// Writes one reserved token, visible from `visible`. Returns its sequence number.
+    /// Writes beyond the ring's slots (initial tokens above capacity) grow the ring.
+    pub fn write(&mut self, ch: usize, token: &[f32], visible: Instant) -> Result<u64, ArenaError> {
+        if self.rings[ch].len >= self.rings[ch].slots {
+            let want = (self.rings[ch].slots * 2).max(self.rings[ch].len + 1);
+            self.resize_ring(ch, want)?;
+        }
+        let r = &mut self.rings[ch];
+        r.reserved = r.reserved.saturating_sub(1);
+        let slot = r.offset + (r.head + r.len) % r.slots;
+        let tl = r.token_len;
+        let n = tl.min(token.len());
+        self.values[slot * tl..slot * tl + n].copy_from_slice(&token[..n]);
+        let seq = r.next_seq;
+        self.meta[slot] = TokenMeta { seq, visible };
+        r.next_seq += 1;
+        r.len += 1;
+        r.written += 1;
+        r.high_water = r.high_water.max(r.occupancy());
+        Ok(seq)
+    }
+
+    /// Counts a token written to a channel whose consumer has finished (discarded on arrival).
+    pub fn discard_on_arrival(&mut self, ch: usize) {
+        let r = &mut self.rings[ch];
+        r.reserved = r.reserved.saturating_sub(1);
+        r.next_seq += 1;
+        r.written += 1;
+        r.discarded += 1;
+    }
+
+    /// The `i`-th oldest token's payload.
+    pub fn token(&self, ch: usize, i: usize) -> &[f32] {
+        let r = &self.rings[ch];
+        let slot = r.offset + (r.head + i) % r.slots;
+        &self.values[slot * r.token_len..(slot + 1) * r.token_len]
+    }
+
+    /// The `i`-th oldest token's metadata.
+    pub fn meta(&self, ch: usize, i: usize) -> TokenMeta {
+        let r = &self.rings[ch];
+        self.meta[r.offset + (r.head + i) % r.slots]
+    }
+
+    /// How many tokens, from the head, are visible at `now` (visibility is monotone in FIFO order).
+    pub fn visible_count(&self, ch: usize, now: Instant) -> usize {
+        let r = &self.rings[ch];
+        let (mut lo, mut hi) = (0usize, r.len);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.meta(ch, mid).visible <= now {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Consumes `n` tokens from the head, appending payloads and metadata. Their slots free at
+    /// the end of the step.
+    pub fn pop(&mut self, ch: usize, n: usize, values: &mut Vec<f32>, metas: &mut Vec<TokenMeta>) {
+        let n = n.min(self.rings[ch].len);
+        for i in 0..n {
+            values.extend_from_slice(self.token(ch, i));
+            metas.push(self.meta(ch, i));
+        }
+        self.drop_front(ch, n, false);
+    }
+
+    /// Discards every token held (the consumer finished); returns how many.
+    pub fn discard_all(&mut self, ch: usize) -> usize {
+        let n = self.rings[ch].len;
+        self.drop_front(ch, n, true);
+        n
+    }
+
+    fn drop_front(&mut self, ch: usize, n: usize, discard: bool) {
+        if n == 0 {
+            return;
+        }
+        let r = &mut self.rings[ch];
+        r.head = (r.head + n) % r.slots;
+        r.len -= n;
+        r.freed_in_step = r.freed_in_step.saturating_add(n as u32);
+        if discard {
+            r.discarded += n as u64;
+        } else {
+            r.consumed += n as u64;
+        }
+        self.touched.push(ch as u32);
+    }
+
+    /// Ends a step: slots freed during it become room for producers.
+    pub fn end_step(&mut self) {
+        for ch in self.touched.drain(..) {
+            self.rings[ch as usize].freed_in_step = 0;
+        }
+    }
+
+    /// Sets a channel's capacity, relocating its ring when it needs more slots. Content and FIFO
+    /// order are preserved; the byte limit is checked first.
+    pub fn set_capacity(&mut self, ch: usize, capacity: u32) -> Result<(), ArenaError> {
+        if capacity as usize > self.rings[ch].slots {
+            self.resize_ring(ch, capacity as usize)?;
+        }
+        self.rings[ch].capacity = capacity;
+        Ok(())
+    }
+
+    fn resize_ring(&mut self, ch: usize, slots: usize) -> Result<(), ArenaError> {
+        let tl = self.rings[ch].token_len;
+        self.check_limit(slots, tl)?;
+        let new_offset = self.meta.len();
+        // Geometric growth of the whole allocation comes from Vec's amortised doubling.
+        self.values.resize(self.values.len() + slots * tl, 0.0);
+        self.meta.resize(new_offset + slots, EMPTY_META);
+        let old = self.rings[ch].clone();
+        for i in 0..old.len {
+            let from = old.offset + (old.head + i) % old.slots;
+            let to = new_offset + i;
+            self.values.copy_within(from * tl..(from + 1) * tl, to * tl);
+            self.meta[to] = self.meta[from];
+        }
+        let r = &mut self.rings[ch];
+        r.offset = new_offset;
+        r.slots = slots;
+        r.head = 0;
+        self.dead_slots += old.slots;
+        if self.dead_slots * 2 > self.meta.len() {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    /// Packs every ring contiguously (each unwrapped to head 0), dropping dead slots.
+    fn compact(&mut self) {
+        let total: usize = self.rings.iter().map(|r| r.slots).sum();
+        let total_values: usize = self.rings.iter().map(|r| r.slots * r.token_len).sum();
+        let mut values = Vec::with_capacity(total_values);
+        let mut meta = Vec::with_capacity(total);
+        for r in self.rings.iter_mut() {
+            let offset = meta.len();
+            for i in 0..r.slots {
+                let from = r.offset + (r.head + i) % r.slots;
+                values.extend_from_slice(&self.values[from * r.token_len..(from + 1) * r.token_len]);
+                meta.push(self.meta[from]);
+            }
+            r.offset = offset;
+            r.head = 0;
+        }
+        self.values = values;
+        self.meta = meta;
+        self.dead_slots = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_keeps_every_ring() {
+        let mut a = TokenArena::new(usize::MAX);
+        let x = a.add_channel(1, 1).unwrap();
+        let y = a.add_channel(2, 3).unwrap();
+        a.reserve(y, 2);
+        a.write(y, &[1.0, 2.0, 3.0], Instant::ZERO).unwrap();
+        a.write(y, &[4.0, 5.0, 6.0], Instant::ZERO).unwrap();
+        for cap in [2, 4, 8, 16, 32] {
+            a.reserve(x, 1);
+            a.write(x, &[cap as f32], Instant::ZERO).unwrap();
+            a.set_capacity(x, cap).unwrap();
+        }
+        assert_eq!(a.ring(x).len(), 5);
+        assert_eq!(a.token(x, 0), &[2.0]);
+        assert_eq!(a.token(x, 4), &[32.0]);
+        assert_eq!(a.token(y, 1), &[4.0, 5.0, 6.0]);
+        assert_eq!(a.meta(x, 3).seq, 3);
+    }
+}

@@ -1,0 +1,438 @@
+//! The engine: spawns a plan into a `bevy_ecs` world and drives the step schedule through
+//! superdense time (SPEC §2), deciding termination (§4) when no instant has work.
+
+use crate::arena::TokenArena;
+use crate::device::Device;
+use crate::diag::{self, DeadlockReport};
+use crate::ecs::*;
+use crate::error::{Diagnostic, Error, Result};
+use crate::kernels;
+use crate::plan::Plan;
+use crate::report::{Growth, Outcome, Report};
+use crate::scene::{MemorySpec, Policy, Scene};
+use crate::time::Instant;
+use bevy_ecs::prelude::*;
+use std::sync::Arc;
+
+/// Default byte limit of the token arena (payload + metadata): 4 GiB.
+pub const DEFAULT_ARENA_LIMIT: usize = 4 << 30;
+
+/// Options a run takes beside the scene.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Overrides the scene's `run.until` (last tick processed, inclusive).
+    pub until: Option<u64>,
+    /// Overrides the scene's `run.max_steps`.
+    pub max_steps: Option<u64>,
+    /// Byte limit of the token arena.
+    pub max_arena_bytes: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            until: None,
+            max_steps: None,
+            max_arena_bytes: DEFAULT_ARENA_LIMIT,
+        }
+    }
+}
+
+/// What one call to [`Engine::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// The instant was processed; more instants follow.
+    Running,
+    /// The run has ended with this outcome.
+    Ended(Outcome),
+}
+
+/// A loaded scene, spawned and ready to run.
+pub struct Engine {
+    world: World,
+    schedule: bevy_ecs::schedule::Schedule,
+    plan: Arc<Plan>,
+    until: Option<u64>,
+    max_steps: Option<u64>,
+    steps: u64,
+    /// The instant the next step will process.
+    next: Instant,
+    last_processed: Option<Instant>,
+    outcome: Option<Outcome>,
+    growths: Vec<Growth>,
+    deadlock: Option<DeadlockReport>,
+    failure: Option<Diagnostic>,
+}
+
+impl Engine {
+    /// Loads a scene file, refuses unsupported fields (exit 4), validates and plans it (exit 2).
+    pub fn load(path: impl AsRef<std::path::Path>, opts: RunOptions) -> Result<Engine> {
+        let scene = Scene::load(path)?;
+        Engine::from_scene(&scene, opts)
+    }
+
+    /// Builds an engine from a parsed scene.
+    pub fn from_scene(scene: &Scene, opts: RunOptions) -> Result<Engine> {
+        let plan = Plan::compile(scene)?;
+        let refused = crate::scene::refusals(&scene.spec);
+        if !refused.is_empty() {
+            return Err(Error::Refused(refused));
+        }
+        Engine::new(plan, opts)
+    }
+
+    /// Spawns a frozen plan: node, tap and channel entities in canonical (plan) order.
+    pub fn new(plan: Plan, opts: RunOptions) -> Result<Engine> {
+        let plan = Arc::new(plan);
+        let mut world = World::new();
+        let mut arena = TokenArena::new(opts.max_arena_bytes);
+        for (ci, ch) in plan.channels.iter().enumerate() {
+            let idx = arena
+                .add_channel(ch.capacity, ch.shape.elements() as usize)
+                .map_err(|e| Error::refused(Diagnostic::at("R330", format!("edges[{ci}]"), e.to_string())))?;
+            for tok in &ch.initial {
+                arena
+                    .write(idx, tok, Instant::ZERO)
+                    .map_err(|e| Error::refused(Diagnostic::at("R330", format!("edges[{ci}].initial"), e.to_string())))?;
+            }
+        }
+        let mut order = Vec::with_capacity(plan.nodes.len());
+        let mut probes = Probes {
+            streams: Vec::new(),
+            by_node: vec![None; plan.nodes.len()],
+        };
+        let mut events = crate::time::EventQueue::default();
+        for (i, n) in plan.nodes.iter().enumerate() {
+            let sig = n.signature();
+            let kernel = kernels::instantiate(&n.kernel, &sig).ok_or_else(|| {
+                Error::refused(Diagnostic::at(
+                    "R320",
+                    format!("nodes[{i}].kernel"),
+                    format!("kernel `{}` is not supported by this build yet", n.kernel.kind()),
+                ))
+            })?;
+            let wiring = NodeWiring {
+                inputs: n
+                    .inputs
+                    .iter()
+                    .map(|t| InputPort {
+                        channel: t.channel,
+                        optional: t.optional,
+                        hold_last: t.hold_last,
+                        default: t.default as f32,
+                        token_len: t.shape.elements() as usize,
+                    })
+                    .collect(),
+                outputs: n
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| OutputPort {
+                        channels: t
+                            .channels
+                            .iter()
+                            .map(|&c| OutChannel {
+                                channel: c,
+                                delay: plan.channels[c].delay,
+                            })
+                            .collect(),
+                        max_production: kernel.max_production(k),
+                        token_len: t.shape.elements() as usize,
+                    })
+                    .collect(),
+                is_source: n.is_source,
+                is_probe: n.is_probe,
+                concurrency: n.concurrency,
+                period: n.period,
+                latency: n.latency,
+                lane: n.lane,
+            };
+            let runtime = NodeRuntime {
+                next_due: n.offset,
+                remaining: if n.is_source { n.count } else { None },
+                ..Default::default()
+            };
+            if n.is_source && n.offset > 0 && n.count != Some(0) {
+                events.push_wake(n.offset);
+            }
+            if n.is_probe {
+                probes.by_node[i] = Some(probes.streams.len());
+                probes.streams.push(ProbeStream {
+                    name: n.name.clone(),
+                    node: i,
+                    token_len: n.inputs.first().map_or(1, |t| t.shape.elements() as usize),
+                    batch: n.inputs.first().map_or(1, |t| t.shape.batch),
+                    channels: n.inputs.first().map_or(1, |t| t.shape.channels),
+                    frames: n.inputs.first().map_or(1, |t| t.shape.frames),
+                    ..Default::default()
+                });
+            }
+            let e = world
+                .spawn((NodeIx(i as u32), NodeKernel(kernel), wiring, runtime))
+                .id();
+            order.push(e);
+        }
+        // Tap entities, then channel entities, in plan order.
+        let mut out_taps = Vec::new();
+        let mut in_taps = Vec::new();
+        for (i, n) in plan.nodes.iter().enumerate() {
+            in_taps.push(
+                n.inputs
+                    .iter()
+                    .map(|t| {
+                        world
+                            .spawn(Tap {
+                                node: order[i],
+                                name: t.name.clone(),
+                                input: true,
+                                rate: t.rate,
+                            })
+                            .id()
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            out_taps.push(
+                n.outputs
+                    .iter()
+                    .map(|t| {
+                        world
+                            .spawn(Tap {
+                                node: order[i],
+                                name: t.name.clone(),
+                                input: false,
+                                rate: t.rate,
+                            })
+                            .id()
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        for (ci, ch) in plan.channels.iter().enumerate() {
+            world.spawn(ChannelContract {
+                index: ci,
+                name: ch.name.clone(),
+                from: out_taps[ch.from_node][ch.from_tap],
+                to: in_taps[ch.to_node][ch.to_tap],
+                delay: ch.delay,
+                initial_capacity: ch.capacity,
+                lane: ch.lane,
+            });
+        }
+        world.insert_resource(arena);
+        world.insert_resource(NodeOrder(order));
+        world.insert_resource(Clock::default());
+        world.insert_resource(Events(events));
+        world.insert_resource(PlanRes(plan.clone()));
+        world.insert_resource(StepState::default());
+        world.insert_resource(Stats::new(plan.nodes.len()));
+        world.insert_resource(probes);
+        world.insert_resource(Scratch::default());
+        world.insert_resource(Device::Reference);
+        let until = opts.until.or(plan.run.until);
+        let max_steps = opts.max_steps.or(plan.run.max_steps);
+        Ok(Engine {
+            world,
+            schedule: crate::systems::build_schedule(),
+            plan,
+            until,
+            max_steps,
+            steps: 0,
+            next: Instant::ZERO,
+            last_processed: None,
+            outcome: None,
+            growths: Vec::new(),
+            deadlock: None,
+            failure: None,
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The ECS world (read access for embedders and tests).
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
+    /// The instant the next step will process.
+    pub fn next_instant(&self) -> Instant {
+        self.next
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Runs until the run ends; returns its outcome.
+    pub fn run(&mut self) -> Outcome {
+        loop {
+            if let StepStatus::Ended(o) = self.step() {
+                return o;
+            }
+        }
+    }
+
+    /// Processes one instant (one run of the step schedule) and decides what comes next.
+    pub fn step(&mut self) -> StepStatus {
+        if let Some(o) = self.outcome {
+            return StepStatus::Ended(o);
+        }
+        if let Some(max) = self.max_steps
+            && self.steps >= max
+        {
+            return self.end(Outcome::LimitReached);
+        }
+        if let Some(until) = self.until
+            && self.next.tick > until
+        {
+            return self.end(Outcome::LimitReached);
+        }
+        let now = self.next;
+        self.world.resource_mut::<Clock>().now = now;
+        self.schedule.run(&mut self.world);
+        self.steps += 1;
+        self.last_processed = Some(now);
+        let (changed, failure) = {
+            let mut st = self.world.resource_mut::<StepState>();
+            (st.changed, st.failure.take())
+        };
+        if let Some(f) = failure {
+            self.failure = Some(f);
+            return self.end(Outcome::Failed);
+        }
+        if changed {
+            self.next = now.next_delta();
+            return StepStatus::Running;
+        }
+        if self.all_finished() {
+            return self.end(Outcome::Completed);
+        }
+        if let Some(t) = self.world.resource::<Events>().0.next_tick() {
+            self.next = crate::time::Instant::new(t, 0);
+            if self.until.is_some_and(|u| t > u) {
+                return self.end(Outcome::LimitReached);
+            }
+            return StepStatus::Running;
+        }
+        self.decide_termination(now)
+    }
+
+    fn all_finished(&mut self) -> bool {
+        let mut q = self.world.query::<&NodeRuntime>();
+        q.iter(&self.world).all(|r| r.finished())
+    }
+
+    /// §4 termination, in order: Parks growth, then quiescence / strict deadlock.
+    fn decide_termination(&mut self, now: Instant) -> StepStatus {
+        let order = self.world.resource::<NodeOrder>().0.clone();
+        let mut candidates: Vec<usize> = Vec::new();
+        for &e in &order {
+            if let Some(rt) = self.world.get::<NodeRuntime>(e)
+                && !rt.finished()
+                && rt.in_flight.is_empty()
+                && rt.readiness.blocked_only_by_room()
+            {
+                candidates.extend(rt.readiness.lacking_outputs.iter().copied());
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        if !candidates.is_empty() {
+            let arena = self.world.resource::<TokenArena>();
+            let growable: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&c| {
+                    self.plan.channels[c].policy == Policy::Block && arena.ring(c).capacity > 0
+                })
+                .collect();
+            let pick = growable
+                .iter()
+                .copied()
+                .min_by_key(|&c| (arena.ring(c).capacity, c));
+            if let (MemorySpec::Parks { max_capacity }, Some(c)) = (self.plan.memory, pick) {
+                let cap = arena.ring(c).capacity;
+                if cap < max_capacity {
+                    let to = cap.saturating_mul(2).min(max_capacity);
+                    let grown = self.world.resource_mut::<TokenArena>().set_capacity(c, to);
+                    if let Err(e) = grown {
+                        self.failure = Some(Diagnostic::nowhere("R330", e.to_string()));
+                        return self.end(Outcome::Failed);
+                    }
+                    self.growths.push(Growth {
+                        tick: now.tick,
+                        delta: now.delta,
+                        channel: self.plan.channels[c].name.clone(),
+                        from: cap,
+                        to,
+                    });
+                    self.next = now.next_delta();
+                    return StepStatus::Running;
+                }
+            }
+            self.deadlock = Some(diag::artificial(&self.world, &self.plan, &candidates));
+            return self.end(Outcome::Deadlock);
+        }
+        if self.plan.strict {
+            self.deadlock = Some(diag::strict(&self.world, &self.plan));
+            return self.end(Outcome::Deadlock);
+        }
+        self.end(Outcome::Quiescent)
+    }
+
+    fn end(&mut self, outcome: Outcome) -> StepStatus {
+        let end_tick = self.end_tick_for(outcome);
+        let n = self.plan.nodes.len();
+        let mut stats = self.world.resource_mut::<Stats>();
+        for i in 0..n {
+            stats.close_stall(i, end_tick);
+        }
+        self.outcome = Some(outcome);
+        StepStatus::Ended(outcome)
+    }
+
+    fn end_tick_for(&self, outcome: Outcome) -> u64 {
+        match (outcome, self.until) {
+            (Outcome::LimitReached, Some(u)) if self.max_steps.is_none_or(|m| self.steps < m) => u,
+            _ => self.last_processed.map_or(0, |i| i.tick),
+        }
+    }
+
+    /// A probe's recorded stream.
+    pub fn probe(&self, name: &str) -> Option<&ProbeStream> {
+        self.world
+            .resource::<Probes>()
+            .streams
+            .iter()
+            .find(|p| p.name == name)
+    }
+
+    /// Every probe stream, in plan order.
+    pub fn probes(&self) -> &[ProbeStream] {
+        &self.world.resource::<Probes>().streams
+    }
+
+    /// The run report (§19). Valid at any time; final once the run has ended.
+    pub fn report(&self) -> Report {
+        let outcome = self.outcome;
+        let end_tick = match outcome {
+            Some(o) => self.end_tick_for(o),
+            None => self.last_processed.map_or(0, |i| i.tick),
+        };
+        Report::build(
+            &self.world,
+            &self.plan,
+            outcome,
+            end_tick,
+            self.steps,
+            &self.growths,
+            self.deadlock.clone(),
+            self.failure.clone(),
+        )
+    }
+}

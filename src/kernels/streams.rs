@@ -1,0 +1,190 @@
+//! Stream kernels: Kahn processes whose demand depends on their state (SPEC §7).
+
+use super::{FireIo, InputView, Kernel};
+use crate::scene::Pred;
+
+/// `Probe`: the sink recorded to the output. The engine records the consumed tokens with their
+/// sequence numbers and visibility ticks; the kernel itself computes nothing.
+pub struct ProbeSink {
+    rate: u32,
+}
+
+impl ProbeSink {
+    pub fn new(rate: u32) -> Self {
+        ProbeSink { rate }
+    }
+}
+
+impl Kernel for ProbeSink {
+    fn kind(&self) -> &'static str {
+        "Probe"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(self.rate);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        0
+    }
+    fn fire(&mut self, _: &mut FireIo<'_>) {}
+}
+
+/// `OrderedMerge(dedup)`: merges two ascending streams (ordered by each token's first element).
+///
+/// It keeps a head per input and demands one token on every input whose head is empty and which
+/// is not closed-and-drained. A firing emits the smaller head (equal heads: `a`'s first, or with
+/// `dedup` one token clearing both). When one input is closed and drained with an empty head,
+/// the other is copied through; it finishes when both are closed and drained with empty heads.
+///
+/// ```
+/// use tapwheel::kernels::{InputView, Kernel};
+/// use tapwheel::kernels::streams::OrderedMerge;
+/// let m = OrderedMerge::new(true);
+/// let open = InputView { visible: 0, held: 0, closed: false, drained: true };
+/// let done = InputView { visible: 0, held: 0, closed: true, drained: true };
+/// let mut d = [0u32; 2];
+/// m.demand(&[open, done], &mut d);
+/// assert_eq!(d, [1, 0]); // nothing more can come on `b`: read only `a`
+/// assert!(!m.finished(&[open, done], &d));
+/// assert!(m.finished(&[done, done], &[0, 0]));
+/// ```
+pub struct OrderedMerge {
+    dedup: bool,
+    heads: [Option<Vec<f32>>; 2],
+}
+
+impl OrderedMerge {
+    pub fn new(dedup: bool) -> Self {
+        OrderedMerge {
+            dedup,
+            heads: [None, None],
+        }
+    }
+}
+
+impl Kernel for OrderedMerge {
+    fn kind(&self) -> &'static str {
+        "OrderedMerge"
+    }
+    fn demand(&self, inputs: &[InputView], demand: &mut [u32]) {
+        for i in 0..2 {
+            demand[i] = u32::from(self.heads[i].is_none() && !inputs[i].exhausted());
+        }
+    }
+    fn finished(&self, inputs: &[InputView], _: &[u32]) -> bool {
+        (0..2).all(|i| self.heads[i].is_none() && inputs[i].exhausted())
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        1
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        for i in 0..2 {
+            if io.inputs[i].tokens() > 0 {
+                self.heads[i] = Some(io.inputs[i].token(0).to_vec());
+            }
+        }
+        let key = |h: &Option<Vec<f32>>| h.as_ref().and_then(|t| t.first().copied());
+        let take = match (key(&self.heads[0]), key(&self.heads[1])) {
+            (Some(a), Some(b)) => match a.total_cmp(&b) {
+                std::cmp::Ordering::Less => [true, false],
+                std::cmp::Ordering::Greater => [false, true],
+                std::cmp::Ordering::Equal => [true, self.dedup],
+            },
+            (Some(_), None) => [true, false],
+            (None, Some(_)) => [false, true],
+            (None, None) => [false, false],
+        };
+        let mut emitted = false;
+        for i in 0..2 {
+            if take[i]
+                && let Some(t) = self.heads[i].take()
+                && !emitted
+            {
+                io.outputs[0].push(&t);
+                emitted = true;
+            }
+        }
+    }
+}
+
+/// `Filter(pred)`: passes a token when its first element satisfies the predicate.
+///
+/// ```
+/// use tapwheel::kernels::streams::pred_holds;
+/// use tapwheel::scene::Pred;
+/// assert!(pred_holds(Pred::Le(5.0), 5.0));
+/// assert!(!pred_holds(Pred::Lt(5.0), 5.0));
+/// assert!(pred_holds(Pred::NotMultipleOf(3.0), 7.0));
+/// assert!(!pred_holds(Pred::NotMultipleOf(3.0), 9.0));
+/// ```
+pub struct Filter {
+    pred: Pred,
+}
+
+impl Filter {
+    pub fn new(pred: Pred) -> Self {
+        Filter { pred }
+    }
+}
+
+/// Evaluates a predicate on a value (compared in f64).
+pub fn pred_holds(pred: Pred, v: f32) -> bool {
+    let v = v as f64;
+    match pred {
+        Pred::Lt(x) => v < x,
+        Pred::Le(x) => v <= x,
+        Pred::Gt(x) => v > x,
+        Pred::Ge(x) => v >= x,
+        Pred::Eq(x) => v == x,
+        Pred::Ne(x) => v != x,
+        Pred::NotMultipleOf(x) => v % x != 0.0,
+    }
+}
+
+impl Kernel for Filter {
+    fn kind(&self) -> &'static str {
+        "Filter"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(1);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        1
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let t = io.inputs[0].token(0);
+        if t.first().is_some_and(|&v| pred_holds(self.pred, v)) {
+            io.outputs[0].push(t);
+        }
+    }
+}
+
+/// `Take(n)`: passes the first `n` tokens, then finishes (closing its output).
+pub struct Take {
+    n: u64,
+    taken: u64,
+}
+
+impl Take {
+    pub fn new(n: u64) -> Self {
+        Take { n, taken: 0 }
+    }
+}
+
+impl Kernel for Take {
+    fn kind(&self) -> &'static str {
+        "Take"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(u32::from(self.taken < self.n));
+    }
+    fn finished(&self, inputs: &[InputView], demand: &[u32]) -> bool {
+        self.taken >= self.n || inputs[0].closed && inputs[0].held < demand[0] as usize
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        1
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        io.outputs[0].push(io.inputs[0].token(0));
+        self.taken += 1;
+    }
+}

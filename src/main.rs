@@ -1,0 +1,274 @@
+//! The `tapwheel` command line: parses arguments, calls the library, maps errors to exit codes
+//! (0 success, 1 internal, 2 invalid input, 3 deadlock, 4 refused).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tapwheel::error::{Diagnostic, Error, Location};
+use tapwheel::{Engine, RunOptions, Scene};
+
+#[derive(Parser)]
+#[command(name = "tapwheel", version, about = "Deterministic simulation of timed dataflow process networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    Reference,
+    Cyclesim,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScheduleArg {
+    Kpn,
+    IplsAuto,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scene; writes DIR/report.json and DIR/probes/NAME.csv.
+    Run {
+        scene: PathBuf,
+        /// Last tick processed (inclusive); overrides the scene's run.until.
+        #[arg(long)]
+        until: Option<u64>,
+        /// Stop after this many steps; overrides the scene's run.max_steps.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Output directory (default: out/<scene name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        device: Option<DeviceArg>,
+        #[arg(long, value_enum)]
+        schedule: Option<ScheduleArg>,
+        /// Worker threads for the engine's pool (results never depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        #[arg(long)]
+        vcd: Option<PathBuf>,
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        /// Byte limit of the token arena.
+        #[arg(long, default_value_t = tapwheel::engine::DEFAULT_ARENA_LIMIT)]
+        max_arena_bytes: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Set a symbol (NAME=VALUE); repeatable.
+        #[arg(long = "symbol")]
+        symbols: Vec<String>,
+        /// Set a slot (N=VALUE); repeatable.
+        #[arg(long = "slot")]
+        slots: Vec<String>,
+    },
+    /// Validate a scene and print its plan.
+    Check {
+        scene: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Resume a snapshot (not in this build).
+    Resume { snapshot: PathBuf },
+    /// SDF analysis (not in this build).
+    Analyze { scene: PathBuf },
+    /// Write a versioned package (not in this build).
+    Package { scene: PathBuf },
+    /// Gradients of the scene's loss (not in this build).
+    Grad { scene: PathBuf },
+    /// Plot a finished run (not in this build).
+    Plot { run_dir: PathBuf },
+    /// Standard benchmark workloads (not in this build).
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // Nothing a user writes may panic; should a bug panic anyway, report it as internal (exit 1).
+    let result = std::panic::catch_unwind(move || dispatch(cli));
+    match result {
+        Ok(Ok(code)) => ExitCode::from(code as u8),
+        Ok(Err(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+        Err(_) => {
+            eprintln!("internal error: the engine panicked (a bug: please report it with the scene)");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn not_in_build(what: &str, code: &'static str) -> Error {
+    Error::refused(Diagnostic::nowhere(
+        code,
+        format!("`{what}` is not supported by this build yet"),
+    ))
+}
+
+fn arg_refusal(arg: &str, code: &'static str, what: &str) -> Diagnostic {
+    Diagnostic {
+        code,
+        message: format!("{what} is not supported by this build yet"),
+        location: Location::Argument(arg.to_string()),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Run {
+            scene,
+            until,
+            max_steps,
+            out,
+            device,
+            schedule,
+            threads,
+            trace,
+            vcd,
+            snapshot,
+            max_arena_bytes,
+            format,
+            symbols,
+            slots,
+        } => {
+            let mut refused = Vec::new();
+            if device == Some(DeviceArg::Cyclesim) {
+                refused.push(arg_refusal("--device", "R305", "the CycleSim device"));
+            }
+            if schedule == Some(ScheduleArg::IplsAuto) {
+                refused.push(arg_refusal("--schedule", "R302", "the IplsAuto schedule"));
+            }
+            if trace.is_some() {
+                refused.push(arg_refusal("--trace", "R340", "Chrome/Perfetto traces"));
+            }
+            if vcd.is_some() {
+                refused.push(arg_refusal("--vcd", "R340", "VCD waveforms"));
+            }
+            if snapshot.is_some() {
+                refused.push(arg_refusal("--snapshot", "R341", "snapshots"));
+            }
+            if !symbols.is_empty() {
+                refused.push(arg_refusal("--symbol", "R306", "symbols"));
+            }
+            if !slots.is_empty() {
+                refused.push(arg_refusal("--slot", "R306", "slots"));
+            }
+            if threads == Some(0) {
+                return Err(Error::invalid(Diagnostic {
+                    code: "E106",
+                    message: "--threads must be at least 1".into(),
+                    location: Location::Argument("--threads".into()),
+                }));
+            }
+            let loaded = Scene::load(&scene)?;
+            if !refused.is_empty() {
+                return Err(Error::Refused(refused));
+            }
+            let opts = RunOptions {
+                until,
+                max_steps,
+                max_arena_bytes,
+            };
+            let mut engine = Engine::from_scene(&loaded, opts)?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.unwrap_or(0))
+                .build()
+                .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+            let outcome = pool.install(|| engine.run());
+            let report = engine.report();
+            let dir = out.unwrap_or_else(|| Path::new("out").join(&engine.plan().name));
+            write_outputs(&dir, &engine, &report)?;
+            match format {
+                Format::Json => println!("{}", report.to_json_pretty()),
+                Format::Text => {
+                    print!("{}", report.to_text());
+                    println!("  wrote {}", dir.join("report.json").display());
+                }
+            }
+            if let Some(e) = &report.error {
+                eprintln!("{e}");
+            }
+            Ok(outcome.exit_code())
+        }
+        Command::Check { scene, format } => {
+            let loaded = Scene::load(&scene)?;
+            let plan = tapwheel::Plan::compile(&loaded)?;
+            let refused = tapwheel::scene::refusals(&loaded.spec);
+            if !refused.is_empty() {
+                return Err(Error::Refused(refused));
+            }
+            match format {
+                Format::Json => {
+                    let v = serde_json::json!({
+                        "scene": plan.name,
+                        "plan_digest": plan.digest,
+                        "nodes": plan.nodes.iter().map(|n| serde_json::json!({
+                            "name": n.name, "kernel": n.kernel.kind(), "source": n.is_source,
+                            "inputs": n.inputs.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                            "outputs": n.outputs.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
+                        "channels": plan.channels.iter().map(|c| serde_json::json!({
+                            "name": c.name, "capacity": c.capacity, "delay": c.delay,
+                            "initial": c.initial.len(),
+                        })).collect::<Vec<_>>(),
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                Format::Text => {
+                    println!("{}: ok ({} nodes, {} channels)", plan.name, plan.nodes.len(), plan.channels.len());
+                    println!("  plan_digest {}", plan.digest);
+                    for c in &plan.channels {
+                        println!(
+                            "  {}  capacity {}  delay {}  initial {}",
+                            c.name,
+                            c.capacity,
+                            c.delay,
+                            c.initial.len()
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Resume { .. } => Err(not_in_build("tapwheel resume", "R341")),
+        Command::Analyze { .. } => Err(not_in_build("tapwheel analyze", "R342")),
+        Command::Package { .. } => Err(not_in_build("tapwheel package", "R343")),
+        Command::Grad { .. } => Err(not_in_build("tapwheel grad", "R310")),
+        Command::Plot { .. } => Err(not_in_build("tapwheel plot", "R340")),
+        Command::Bench => Err(not_in_build("tapwheel bench", "R344")),
+    }
+}
+
+fn write_outputs(dir: &Path, engine: &Engine, report: &tapwheel::Report) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::Internal(format!("writing {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir.join("probes")).map_err(io)?;
+    std::fs::write(dir.join("report.json"), report.to_json_pretty()).map_err(io)?;
+    for p in engine.probes() {
+        std::fs::write(
+            dir.join("probes").join(format!("{}.csv", p.name)),
+            tapwheel::report::probe_csv(p),
+        )
+        .map_err(io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The run report (`report.json`, SPEC §19), digests (§18) and probe CSV output.
+
+use crate::arena::TokenArena;
+use crate::device::Device;
+use crate::diag::DeadlockReport;
+use crate::ecs::{NodeOrder, NodeRuntime, Probes, ProbeStream, StallCount, Stats};
+use crate::error::Diagnostic;
+use crate::plan::Plan;
+use bevy_ecs::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// The one terminal outcome of a run (§4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Quiescent,
+    LimitReached,
+    Deadlock,
+    Cancelled,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Quiescent => "quiescent",
+            Outcome::LimitReached => "limit_reached",
+            Outcome::Deadlock => "deadlock",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The CLI exit code (§19): 0 for completed, quiescent and limit; 3 deadlock.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Completed | Outcome::Quiescent | Outcome::LimitReached => 0,
+            Outcome::Deadlock => 3,
+            Outcome::Cancelled => 0,
+            Outcome::Failed => 4,
+        }
+    }
+}
+
+/// One Parks growth step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Growth {
+    pub tick: u64,
+    pub delta: u32,
+    pub channel: String,
+    pub from: u32,
+    pub to: u32,
+}
+
+/// The run report. `to_json` gives the §19 `report.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub scene: String,
+    pub outcome: Option<Outcome>,
+    pub plan_digest: String,
+    pub output_digest: String,
+    pub values_digest: String,
+    pub end_tick: u64,
+    pub makespan_ticks: u64,
+    pub steps: u64,
+    pub tick_hz: f64,
+    pub json: Value,
+    pub deadlock: Option<DeadlockReport>,
+    pub error: Option<Diagnostic>,
+}
+
+fn stall_json(c: &StallCount) -> Value {
+    json!({"instants": c.instants, "ticks": c.ticks, "longest_ticks": c.longest_ticks})
+}
+
+/// `output_digest` (with visible ticks) and `values_digest` (without) over every probe token in
+/// canonical order: probes in plan order, tokens in consumption order.
+pub fn digests(probes: &[ProbeStream]) -> (String, String) {
+    let mut out = blake3::Hasher::new();
+    let mut val = blake3::Hasher::new();
+    out.update(b"tapwheel-output/1\0");
+    val.update(b"tapwheel-values/1\0");
+    for p in probes {
+        for h in [&mut out, &mut val] {
+            h.update(p.name.as_bytes());
+            h.update(&[0]);
+            h.update(&(p.len() as u64).to_le_bytes());
+        }
+        for i in 0..p.len() {
+            out.update(&p.seqs[i].to_le_bytes());
+            out.update(&p.ticks[i].to_le_bytes());
+            val.update(&p.seqs[i].to_le_bytes());
+            let bits: &[u8] = bytemuck::cast_slice(p.token(i));
+            out.update(bits);
+            val.update(bits);
+        }
+    }
+    (
+        out.finalize().to_hex().to_string(),
+        val.finalize().to_hex().to_string(),
+    )
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build(
+        world: &World,
+        plan: &Plan,
+        outcome: Option<Outcome>,
+        end_tick: u64,
+        steps: u64,
+        growths: &[Growth],
+        deadlock: Option<DeadlockReport>,
+        error: Option<Diagnostic>,
+    ) -> Report {
+        let stats = world.resource::<Stats>();
+        let probes = world.resource::<Probes>();
+        let arena = world.resource::<TokenArena>();
+        let order = &world.resource::<NodeOrder>().0;
+        let (output_digest, values_digest) = digests(&probes.streams);
+
+        let mut firings = Map::new();
+        let mut discarded = Map::new();
+        let mut finished = Map::new();
+        for (i, n) in plan.nodes.iter().enumerate() {
+            firings.insert(n.name.clone(), json!(stats.firings[i]));
+            if let Some(rt) = world.get::<NodeRuntime>(order[i]) {
+                if rt.discarded_inputs > 0 {
+                    discarded.insert(n.name.clone(), json!(rt.discarded_inputs));
+                }
+                finished.insert(
+                    n.name.clone(),
+                    json!(rt.finished_at.map(|f| f.tick)),
+                );
+            }
+        }
+        let mut by_node = Map::new();
+        for (&(n, reason), c) in &stats.node_stalls {
+            let entry = by_node
+                .entry(plan.nodes[n].name.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(reason.code().to_string(), stall_json(c));
+            }
+        }
+        let mut by_channel = Map::new();
+        for (&(ch, reason), c) in &stats.channel_stalls {
+            let entry = by_channel
+                .entry(plan.channels[ch].name.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(reason.code().to_string(), stall_json(c));
+            }
+        }
+        let mut channels = Map::new();
+        for (c, ch) in plan.channels.iter().enumerate() {
+            let r = arena.ring(c);
+            channels.insert(
+                ch.name.clone(),
+                json!({
+                    "index": c,
+                    "capacity": r.capacity,
+                    "initial_capacity": ch.capacity,
+                    "delay": ch.delay,
+                    "high_water": r.high_water,
+                    "tokens_written": r.written,
+                    "tokens_passed": r.consumed,
+                    "shed": 0,
+                    "discarded": r.discarded,
+                    "occupancy": r.len(),
+                    "closed": r.closed_at.is_some(),
+                }),
+            );
+        }
+        let device = world.get_resource::<Device>().map_or("Reference", |d| d.name());
+        let json = json!({
+            "scene": plan.name,
+            "outcome": outcome.map(Outcome::as_str),
+            "plan_digest": plan.digest,
+            "output_digest": output_digest,
+            "values_digest": values_digest,
+            "end_tick": end_tick,
+            "makespan_ticks": stats.makespan,
+            "steps": steps,
+            "tick_hz": plan.tick_hz,
+            "end_seconds": end_tick as f64 / plan.tick_hz,
+            "firings": firings,
+            "stalls": {"nodes": by_node, "channels": by_channel},
+            "channels": channels,
+            "growths": growths,
+            "discarded": discarded,
+            "finished_at": finished,
+            "probes": probes.streams.iter().map(|p| (p.name.clone(), json!(p.len()))).collect::<Map<_, _>>(),
+            "thermal": {},
+            "deadlock": deadlock,
+            "device": device,
+            "deterministic": true,
+            "error": error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
+        });
+        Report {
+            scene: plan.name.clone(),
+            outcome,
+            plan_digest: plan.digest.clone(),
+            output_digest,
+            values_digest,
+            end_tick,
+            makespan_ticks: stats.makespan,
+            steps,
+            tick_hz: plan.tick_hz,
+            json,
+            deadlock,
+            error,
+        }
+    }
+
+    /// `report.json` text.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// A short human-readable summary.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{}: {} at tick {} ({} steps, makespan {} ticks)\n  plan_digest   {}\n  output_digest {}\n",
+            self.scene,
+            self.outcome.map_or("running", Outcome::as_str),
+            self.end_tick,
+            self.steps,
+            self.makespan_ticks,
+            self.plan_digest,
+            self.output_digest
+        );
+        if let Some(Value::Object(f)) = self.json.get("firings") {
+            let list: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s += &format!("  firings: {}\n", list.join(" "));
+        }
+        if let Some(Value::Array(g)) = self.json.get("growths")
+            && !g.is_empty()
+        {
+            s += &format!("  Parks growths: {}\n", g.len());
+        }
+        if let Some(d) = &self.deadlock {
+            s += &d.to_text();
+        }
+        if let Some(e) = &self.error {
+            s += &format!("{e}\n");
+        }
+        s
+    }
+}
+
+/// Writes `probes/NAME.csv` (`tick,seq,batch,channel,frame,value`, values in Rust's shortest
+/// round-trip f32 form).
+pub fn probe_csv(p: &ProbeStream) -> String {
+    let mut s = String::with_capacity(32 * p.values.len() + 40);
+    s.push_str("tick,seq,batch,channel,frame,value\n");
+    use std::fmt::Write;
+    for i in 0..p.len() {
+        let tok = p.token(i);
+        let mut k = 0;
+        for b in 0..p.batch {
+            for c in 0..p.channels {
+                for f in 0..p.frames {
+                    let v = tok.get(k).copied().unwrap_or(f32::NAN);
+                    let _ = writeln!(s, "{},{},{b},{c},{f},{v}", p.ticks[i], p.seqs[i]);
+                    k += 1;
+                }
+            }
+        }
+    }
+    s
+}

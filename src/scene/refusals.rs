@@ -1,0 +1,124 @@
+//! Fields that parse (the whole SCENE.md format does) but whose behaviour this build does not
+//! implement yet. Each is refused with a stable `R3xx` code naming the field — never ignored.
+
+use super::model::*;
+use crate::error::Diagnostic;
+
+/// Kernels whose forward behaviour this build implements.
+pub const IMPLEMENTED_KERNELS: &[&str] = &[
+    "Const",
+    "Ramp",
+    "Gain",
+    "Offset",
+    "AddScalar",
+    "MulScalar",
+    "Add",
+    "Sub",
+    "Mul",
+    "Map",
+    "Copy",
+    "Probe",
+    "OrderedMerge",
+    "Filter",
+    "Take",
+    "Actor",
+];
+
+/// Every refusal the scene triggers, in scene order.
+pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut refuse = |code: &'static str, path: String, what: &str| {
+        out.push(Diagnostic::at(
+            code,
+            path,
+            format!("{what} is not supported by this build yet"),
+        ));
+    };
+    for (i, n) in s.nodes.iter().enumerate() {
+        let p = format!("nodes[{i}]");
+        if !IMPLEMENTED_KERNELS.contains(&n.kernel.kind()) {
+            refuse(
+                "R320",
+                format!("{p}.kernel"),
+                &format!("kernel `{}`", n.kernel.kind()),
+            );
+        }
+        if matches!(n.latency, LatencySpec::Word(LatencyWord::Measured)) {
+            refuse("R308", format!("{p}.latency"), "`latency: Measured`");
+        }
+        if n.timing == Timing::Measure {
+            refuse("R308", format!("{p}.timing"), "`timing: Measure`");
+        }
+        if n.cost.is_some() {
+            refuse("R309", format!("{p}.cost"), "`cost` (device cost models)");
+        }
+        if n.domain.is_some() {
+            refuse("R303", format!("{p}.domain"), "`domain` (scheduler domains)");
+        }
+        if n.gate.is_some() {
+            refuse("R301", format!("{p}.gate"), "`gate` (synchrony gates)");
+        }
+        if n.thermal.is_some() {
+            refuse("R307", format!("{p}.thermal"), "`thermal` state");
+        }
+        if n.throttle.is_some() {
+            refuse("R307", format!("{p}.throttle"), "`throttle`");
+        }
+        for (tap, o) in &n.taps {
+            if o.adapter.is_some() {
+                refuse(
+                    "R313",
+                    format!("{p}.taps.{tap}.adapter"),
+                    "gather/scatter `adapter`",
+                );
+            }
+        }
+    }
+    for (i, e) in s.edges.iter().enumerate() {
+        let p = format!("edges[{i}]");
+        if let DelaySpec::Named(NamedDelay::Symbol(_)) = e.delay {
+            refuse("R306", format!("{p}.delay"), "`delay: Symbol(..)`");
+        }
+        if e.capacity.unwrap_or(s.defaults.capacity) == 0 {
+            refuse(
+                "R311",
+                format!("{p}.capacity"),
+                "`capacity: 0` (rendezvous channels)",
+            );
+        }
+        if e.policy != Policy::Block {
+            refuse("R312", format!("{p}.policy"), "a `policy` other than Block");
+        }
+        if e.watermarks.is_some() {
+            refuse("R312", format!("{p}.watermarks"), "`watermarks`");
+        }
+    }
+    if !s.gates.is_empty() {
+        refuse("R301", "gates".into(), "`gates` (synchrony gates)");
+    }
+    if s.schedule != ScheduleSpec::Kpn {
+        refuse("R302", "schedule".into(), "an IPLS `schedule`");
+    }
+    if s.dispatch.is_some() {
+        refuse("R303", "dispatch".into(), "`dispatch`");
+    }
+    if s.task_window.is_some() {
+        refuse("R304", "task_window".into(), "`task_window`");
+    }
+    if s.device != DeviceSpec::Reference {
+        refuse("R305", "device".into(), "a device other than Reference");
+    }
+    if !s.slots.is_empty() {
+        refuse("R306", "slots".into(), "`slots`");
+    }
+    if !s.symbols.is_empty() {
+        refuse("R306", "symbols".into(), "`symbols`");
+    }
+    if !s.thermal_links.is_empty() {
+        refuse("R307", "thermal_links".into(), "`thermal_links`");
+    }
+    if s.loss.is_some() {
+        refuse("R310", "loss".into(), "`loss` (the backward pass)");
+    }
+    out
+}

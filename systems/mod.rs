@@ -1,0 +1,47 @@
+//! The ordered stages of one simulation step (SPEC §2, §4) and the schedule that runs them.
+//!
+//! `delay_expiry → readiness → dispatch → kernel_execute`, chained, on the single-threaded
+//! executor (parallelism belongs inside systems). Nothing else lives in this folder.
+
+pub mod delay_expiry;
+pub mod dispatch;
+pub mod kernel_execute;
+pub mod readiness;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
+
+/// The forward step schedule.
+#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Step;
+
+/// The stages of a step, in order.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    DelayExpiry,
+    Readiness,
+    Dispatch,
+    KernelExecute,
+}
+
+/// Builds the step schedule: every stage in its set, the sets chained.
+pub fn build_schedule() -> Schedule {
+    let mut schedule = Schedule::new(Step);
+    schedule.set_executor(SingleThreadedExecutor::new());
+    schedule.configure_sets(
+        (
+            Stage::DelayExpiry,
+            Stage::Readiness,
+            Stage::Dispatch,
+            Stage::KernelExecute,
+        )
+            .chain(),
+    );
+    schedule.add_systems((
+        delay_expiry::delay_expiry.in_set(Stage::DelayExpiry),
+        readiness::readiness.in_set(Stage::Readiness),
+        dispatch::dispatch.in_set(Stage::Dispatch),
+        kernel_execute::kernel_execute.in_set(Stage::KernelExecute),
+    ));
+    schedule
+}

@@ -1,0 +1,56 @@
+//! Stage 2 — readiness (§4 conditions 1–4). For every unfinished node, in canonical order: its
+//! kernel states its demand from what its inputs hold; an idle node whose demand can never be
+//! met (or a source with no firings left) finishes — closing its outputs and discarding what is
+//! left on its inputs; otherwise the node is *ready* when it has a free concurrency slot, its
+//! demanded tokens are visible, its Block outputs have room for its maximum production and, for
+//! a source, it is due. A node that is not ready is stalled on the channel it waits for.
+//!
+//! Everything is judged against the state at the start of the step: changes made during a step
+//! (writes, freed room, closures) are seen from the next delta, so node order cannot matter.
+
+use crate::arena::TokenArena;
+use crate::ecs::*;
+use bevy_ecs::prelude::*;
+
+pub fn readiness(
+    clock: Res<Clock>,
+    order: Res<NodeOrder>,
+    mut arena: ResMut<TokenArena>,
+    mut step: ResMut<StepState>,
+    mut stats: ResMut<Stats>,
+    mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &NodeKernel)>,
+) {
+    let now = clock.now;
+    step.ready.clear();
+    step.ready.grow(order.0.len());
+    for (i, &entity) in order.0.iter().enumerate() {
+        let Ok((mut rt, wiring, kernel)) = nodes.get_mut(entity) else {
+            continue;
+        };
+        if rt.finished() {
+            continue;
+        }
+        rt.refresh_views(wiring, &arena, now);
+        let rt = &mut *rt;
+        kernel.0.demand(&rt.views, &mut rt.demand);
+        if rt.in_flight.is_empty() {
+            let done = if wiring.is_source {
+                rt.remaining == Some(0)
+            } else {
+                kernel.0.finished(&rt.views, &rt.demand)
+            };
+            if done {
+                finish_node(rt, wiring, &mut arena, now);
+                stats.close_stall(i, now.tick);
+                step.changed = true;
+                continue;
+            }
+        }
+        let r = rt.evaluate(wiring, &arena, now);
+        stats.observe_stall(i, r.stall(), now);
+        if r.ready {
+            step.ready.insert(i);
+        }
+        rt.readiness = r;
+    }
+}
