@@ -42,7 +42,9 @@ impl Scene {
 
     /// Parses RON text; `origin` names the text in diagnostics.
     pub fn parse(text: &str, origin: &str, base_dir: PathBuf) -> Result<Scene> {
+        // IMPLICIT_SOME: optional fields take `Some(x)` or plain `x` (SCENE.md writes `capacity: 4`).
         let spec: SceneSpec = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
             .from_str(text)
             .map_err(|e| Error::invalid(ron_diagnostic(&e, origin)))?;
         if spec.version != SCENE_VERSION {
