@@ -90,8 +90,10 @@ pub enum ArenaError {
 /// One channel's FIFO: a ring of `slots` tokens inside the arena, plus its occupancy counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ring {
-    /// First slot of this ring in the arena (slot index; payload offset = slot · token_len).
+    /// First metadata slot of this ring.
     offset: usize,
+    /// First payload element of this ring (rings of different token lengths interleave).
+    value_offset: usize,
     slots: usize,
     token_len: usize,
     head: usize,
@@ -171,10 +173,12 @@ impl TokenArena {
         let slots = (capacity as usize).max(1);
         self.check_limit(slots, token_len)?;
         let offset = self.meta.len();
-        self.values.resize(self.values.len() + slots * token_len, 0.0);
+        let value_offset = self.values.len();
+        self.values.resize(value_offset + slots * token_len, 0.0);
         self.meta.resize(offset + slots, EMPTY_META);
         self.rings.push(Ring {
             offset,
+            value_offset,
             slots,
             token_len,
             head: 0,
@@ -256,12 +260,13 @@ impl TokenArena {
         }
         let r = &mut self.rings[ch];
         r.reserved = r.reserved.saturating_sub(1);
-        let slot = r.offset + (r.head + r.len) % r.slots;
+        let local = (r.head + r.len) % r.slots;
         let tl = r.token_len;
         let n = tl.min(token.len());
-        self.values[slot * tl..slot * tl + n].copy_from_slice(&token[..n]);
+        let at = r.value_offset + local * tl;
+        self.values[at..at + n].copy_from_slice(&token[..n]);
         let seq = r.next_seq;
-        self.meta[slot] = TokenMeta { seq, visible };
+        self.meta[r.offset + local] = TokenMeta { seq, visible };
         r.next_seq += 1;
         r.len += 1;
         r.written += 1;
@@ -281,8 +286,8 @@ impl TokenArena {
     /// The `i`-th oldest token's payload.
     pub fn token(&self, ch: usize, i: usize) -> &[f32] {
         let r = &self.rings[ch];
-        let slot = r.offset + (r.head + i) % r.slots;
-        &self.values[slot * r.token_len..(slot + 1) * r.token_len]
+        let at = r.value_offset + (r.head + i) % r.slots * r.token_len;
+        &self.values[at..at + r.token_len]
     }
 
     /// The `i`-th oldest token's metadata.
@@ -361,18 +366,21 @@ impl TokenArena {
         let tl = self.rings[ch].token_len;
         self.check_limit(slots, tl)?;
         let new_offset = self.meta.len();
+        let new_value_offset = self.values.len();
         // Geometric growth of the whole allocation comes from Vec's amortised doubling.
-        self.values.resize(self.values.len() + slots * tl, 0.0);
+        self.values.resize(new_value_offset + slots * tl, 0.0);
         self.meta.resize(new_offset + slots, EMPTY_META);
         let old = self.rings[ch].clone();
         for i in 0..old.len {
-            let from = old.offset + (old.head + i) % old.slots;
-            let to = new_offset + i;
-            self.values.copy_within(from * tl..(from + 1) * tl, to * tl);
-            self.meta[to] = self.meta[from];
+            let local = (old.head + i) % old.slots;
+            let from = old.value_offset + local * tl;
+            self.values
+                .copy_within(from..from + tl, new_value_offset + i * tl);
+            self.meta[new_offset + i] = self.meta[old.offset + local];
         }
         let r = &mut self.rings[ch];
         r.offset = new_offset;
+        r.value_offset = new_value_offset;
         r.slots = slots;
         r.head = 0;
         self.dead_slots += old.slots;
@@ -390,12 +398,15 @@ impl TokenArena {
         let mut meta = Vec::with_capacity(total);
         for r in self.rings.iter_mut() {
             let offset = meta.len();
+            let value_offset = values.len();
             for i in 0..r.slots {
-                let from = r.offset + (r.head + i) % r.slots;
-                values.extend_from_slice(&self.values[from * r.token_len..(from + 1) * r.token_len]);
-                meta.push(self.meta[from]);
+                let local = (r.head + i) % r.slots;
+                let from = r.value_offset + local * r.token_len;
+                values.extend_from_slice(&self.values[from..from + r.token_len]);
+                meta.push(self.meta[r.offset + local]);
             }
             r.offset = offset;
+            r.value_offset = value_offset;
             r.head = 0;
         }
         self.values = values;

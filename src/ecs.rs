@@ -160,11 +160,13 @@ impl NodeRuntime {
                         held: r.len(),
                         closed: r.closed_before(now),
                         drained: r.drained(),
+                        optional: port.optional,
                     }
                 }
                 None => InputView {
                     closed: true,
                     drained: true,
+                    optional: port.optional,
                     ..InputView::default()
                 },
             };

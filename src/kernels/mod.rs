@@ -21,6 +21,9 @@ pub struct InputView {
     pub closed: bool,
     /// The channel holds no token and no reservation.
     pub drained: bool,
+    /// The tap is optional: a missing token falls back to `hold_last` / `default`, and the tap
+    /// never finishes the node.
+    pub optional: bool,
 }
 
 impl InputView {
@@ -87,12 +90,12 @@ pub trait Kernel: Send + Sync + 'static {
     fn demand(&self, inputs: &[InputView], demand: &mut [u32]);
 
     /// Whether the node is finished given its inputs (it is idle when asked). The default is §4:
-    /// some demanded input is closed and holds fewer tokens than demanded.
+    /// some demanded mandatory input is closed and holds fewer tokens than demanded.
     fn finished(&self, inputs: &[InputView], demand: &[u32]) -> bool {
         inputs
             .iter()
             .zip(demand)
-            .any(|(v, &d)| d > 0 && v.closed && v.held < d as usize)
+            .any(|(v, &d)| !v.optional && d > 0 && v.closed && v.held < d as usize)
     }
 
     /// The most tokens one firing writes to output tap `tap`.

@@ -39,8 +39,8 @@ impl Kernel for ProbeSink {
 /// use tapwheel::kernels::{InputView, Kernel};
 /// use tapwheel::kernels::streams::OrderedMerge;
 /// let m = OrderedMerge::new(true);
-/// let open = InputView { visible: 0, held: 0, closed: false, drained: true };
-/// let done = InputView { visible: 0, held: 0, closed: true, drained: true };
+/// let open = InputView { visible: 0, held: 0, closed: false, drained: true, optional: false };
+/// let done = InputView { visible: 0, held: 0, closed: true, drained: true, optional: false };
 /// let mut d = [0u32; 2];
 /// m.demand(&[open, done], &mut d);
 /// assert_eq!(d, [1, 0]); // nothing more can come on `b`: read only `a`
@@ -178,7 +178,8 @@ impl Kernel for Take {
         demand.fill(u32::from(self.taken < self.n));
     }
     fn finished(&self, inputs: &[InputView], demand: &[u32]) -> bool {
-        self.taken >= self.n || inputs[0].closed && inputs[0].held < demand[0] as usize
+        self.taken >= self.n
+            || !inputs[0].optional && inputs[0].closed && inputs[0].held < demand[0] as usize
     }
     fn max_production(&self, _: usize) -> u32 {
         1
