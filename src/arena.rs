@@ -235,7 +235,9 @@ impl TokenArena {
 
     /// Free slots for new reservations: capacity − tokens − reservations − slots freed this step.
     pub fn room(&self, ch: usize) -> u32 {
-        self.rings[ch].capacity.saturating_sub(self.rings[ch].occupancy())
+        self.rings[ch]
+            .capacity
+            .saturating_sub(self.rings[ch].occupancy())
     }
 
     /// Reserves `n` slots for a firing's future output.

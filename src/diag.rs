@@ -94,7 +94,10 @@ fn blocked_nodes(world: &World, plan: &Plan) -> (Vec<BlockedNode>, BTreeSet<usiz
         blocked.push(BlockedNode {
             node: plan.nodes[i].name.clone(),
             reason: reason.code(),
-            channels: chans.iter().map(|&c| plan.channels[c].name.clone()).collect(),
+            channels: chans
+                .iter()
+                .map(|&c| plan.channels[c].name.clone())
+                .collect(),
         });
     }
     (blocked, involved)
@@ -131,7 +134,9 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
             .and_then(|w| w.outputs.get(ch.from_tap))
             .map_or(1, |p| p.max_production);
         let r = arena.ring(c);
-        let at_least = (r.len() as u32).saturating_add(r.reserved).saturating_add(need);
+        let at_least = (r.len() as u32)
+            .saturating_add(r.reserved)
+            .saturating_add(need);
         mitigations.push(format!(
             "raise capacity of {} to at least {at_least}",
             ch.name
@@ -140,7 +145,10 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
     let basis = match plan.memory {
         MemorySpec::Fixed => format!(
             "no instant has work; {} producer(s) can fire but for room on full Block channels, and memory is Fixed",
-            blocked.iter().filter(|b| b.reason == "CHANNEL_FULL_WAIT").count()
+            blocked
+                .iter()
+                .filter(|b| b.reason == "CHANNEL_FULL_WAIT")
+                .count()
         ),
         MemorySpec::Parks { max_capacity } => {
             mitigations.push(format!(

@@ -183,8 +183,7 @@ impl NodeRuntime {
             Some(c) => c.saturating_sub(in_flight),
             None => u32::MAX,
         };
-        let not_due = wiring.is_source
-            && (self.remaining == Some(0) || self.next_due > now.tick);
+        let not_due = wiring.is_source && (self.remaining == Some(0) || self.next_due > now.tick);
         let lacking_inputs: Vec<usize> = wiring
             .inputs
             .iter()
@@ -205,7 +204,10 @@ impl NodeRuntime {
             }
         }
         Readiness {
-            ready: free_slots > 0 && !not_due && lacking_inputs.is_empty() && lacking_outputs.is_empty(),
+            ready: free_slots > 0
+                && !not_due
+                && lacking_inputs.is_empty()
+                && lacking_outputs.is_empty(),
             free_slots,
             not_due,
             lacking_inputs,
@@ -367,7 +369,8 @@ impl Stats {
     /// Records node `n`'s stall state at instant `now` (called once per processed instant).
     pub fn observe_stall(&mut self, n: usize, stall: Option<(StallReason, usize)>, now: Instant) {
         let open = self.open_stalls[n];
-        let same = matches!((open, stall), (Some(o), Some((r, c))) if o.reason == r && o.channel == c);
+        let same =
+            matches!((open, stall), (Some(o), Some((r, c))) if o.reason == r && o.channel == c);
         if !same {
             self.close_stall(n, now.tick);
             if let Some((reason, channel)) = stall {
@@ -380,7 +383,10 @@ impl Stats {
         }
         if let Some((reason, channel)) = stall {
             self.node_stalls.entry((n, reason)).or_default().instants += 1;
-            self.channel_stalls.entry((channel, reason)).or_default().instants += 1;
+            self.channel_stalls
+                .entry((channel, reason))
+                .or_default()
+                .instants += 1;
         }
     }
 
@@ -391,7 +397,10 @@ impl Stats {
             let e = self.node_stalls.entry((n, o.reason)).or_default();
             e.ticks += d;
             e.longest_ticks = e.longest_ticks.max(d);
-            let c = self.channel_stalls.entry((o.channel, o.reason)).or_default();
+            let c = self
+                .channel_stalls
+                .entry((o.channel, o.reason))
+                .or_default();
             c.ticks += d;
             c.longest_ticks = c.longest_ticks.max(d);
         }

@@ -89,11 +89,21 @@ impl Engine {
         for (ci, ch) in plan.channels.iter().enumerate() {
             let idx = arena
                 .add_channel(ch.capacity, ch.shape.elements() as usize)
-                .map_err(|e| Error::refused(Diagnostic::at("R330", format!("edges[{ci}]"), e.to_string())))?;
+                .map_err(|e| {
+                    Error::refused(Diagnostic::at(
+                        "R330",
+                        format!("edges[{ci}]"),
+                        e.to_string(),
+                    ))
+                })?;
             for tok in &ch.initial {
-                arena
-                    .write(idx, tok, Instant::ZERO)
-                    .map_err(|e| Error::refused(Diagnostic::at("R330", format!("edges[{ci}].initial"), e.to_string())))?;
+                arena.write(idx, tok, Instant::ZERO).map_err(|e| {
+                    Error::refused(Diagnostic::at(
+                        "R330",
+                        format!("edges[{ci}].initial"),
+                        e.to_string(),
+                    ))
+                })?;
             }
         }
         let mut order = Vec::with_capacity(plan.nodes.len());
@@ -108,7 +118,10 @@ impl Engine {
                 Error::refused(Diagnostic::at(
                     "R320",
                     format!("nodes[{i}].kernel"),
-                    format!("kernel `{}` is not supported by this build yet", n.kernel.kind()),
+                    format!(
+                        "kernel `{}` is not supported by this build yet",
+                        n.kernel.kind()
+                    ),
                 ))
             })?;
             let wiring = NodeWiring {

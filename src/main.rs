@@ -8,7 +8,11 @@ use tapwheel::error::{Diagnostic, Error, Location};
 use tapwheel::{Engine, RunOptions, Scene};
 
 #[derive(Parser)]
-#[command(name = "tapwheel", version, about = "Deterministic simulation of timed dataflow process networks")]
+#[command(
+    name = "tapwheel",
+    version,
+    about = "Deterministic simulation of timed dataflow process networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +36,8 @@ enum ScheduleArg {
     IplsAuto,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a scene; writes DIR/report.json and DIR/probes/NAME.csv.
@@ -112,7 +118,9 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
         Err(_) => {
-            eprintln!("internal error: the engine panicked (a bug: please report it with the scene)");
+            eprintln!(
+                "internal error: the engine panicked (a bug: please report it with the scene)"
+            );
             ExitCode::from(1)
         }
     }
@@ -235,7 +243,12 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 }
                 Format::Text => {
-                    println!("{}: ok ({} nodes, {} channels)", plan.name, plan.nodes.len(), plan.channels.len());
+                    println!(
+                        "{}: ok ({} nodes, {} channels)",
+                        plan.name,
+                        plan.nodes.len(),
+                        plan.channels.len()
+                    );
                     println!("  plan_digest {}", plan.digest);
                     for c in &plan.channels {
                         println!(

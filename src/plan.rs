@@ -228,7 +228,10 @@ impl Plan {
             ctx.err(
                 "E110",
                 "tick_hz",
-                format!("tick_hz must be a positive finite number, got {}", s.tick_hz),
+                format!(
+                    "tick_hz must be a positive finite number, got {}",
+                    s.tick_hz
+                ),
             );
         }
         check_shape(&mut ctx, "defaults.shape".into(), &s.defaults.shape);
@@ -261,10 +264,7 @@ impl Plan {
                 ctx.err(
                     "E202",
                     format!("{path}.name"),
-                    format!(
-                        "node name `{}` is already used by nodes[{first}]",
-                        n.name
-                    ),
+                    format!("node name `{}` is already used by nodes[{first}]", n.name),
                 );
             } else {
                 by_name.insert(n.name.as_str(), i);
@@ -277,8 +277,22 @@ impl Plan {
         let mut input_owner: HashMap<(usize, usize), usize> = HashMap::new();
         for (e, edge) in s.edges.iter().enumerate() {
             let path = format!("edges[{e}]");
-            let from = resolve(&mut ctx, &format!("{path}.from"), &edge.from, &by_name, &nodes, true);
-            let to = resolve(&mut ctx, &format!("{path}.to"), &edge.to, &by_name, &nodes, false);
+            let from = resolve(
+                &mut ctx,
+                &format!("{path}.from"),
+                &edge.from,
+                &by_name,
+                &nodes,
+                true,
+            );
+            let to = resolve(
+                &mut ctx,
+                &format!("{path}.to"),
+                &edge.to,
+                &by_name,
+                &nodes,
+                false,
+            );
             let capacity = edge.capacity.unwrap_or(s.defaults.capacity);
             let delay = match &edge.delay {
                 DelaySpec::Ticks(d) => *d,
@@ -454,11 +468,18 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
             ctx.err(
                 "E216",
                 format!("{tpath}.dir"),
-                format!("tap `{name}` of `{}` has the other direction", n.kernel.kind()),
+                format!(
+                    "tap `{name}` of `{}` has the other direction",
+                    n.kernel.kind()
+                ),
             );
         }
         if o.rate == 0 {
-            ctx.err("E215", format!("{tpath}.rate"), "a tap rate must be at least 1");
+            ctx.err(
+                "E215",
+                format!("{tpath}.rate"),
+                "a tap rate must be at least 1",
+            );
         }
         if is_out && (o.optional || o.hold_last) {
             ctx.err(
@@ -475,7 +496,11 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
             );
         }
         if !o.default.is_finite() {
-            ctx.err("E217", format!("{tpath}.default"), "`default` must be finite");
+            ctx.err(
+                "E217",
+                format!("{tpath}.default"),
+                "`default` must be finite",
+            );
         }
         if let Some(sh) = o.shape {
             check_shape(ctx, format!("{tpath}.shape"), &sh);
@@ -554,7 +579,11 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
     let is_source = inputs.iter().all(|t| t.optional);
     if is_source {
         if n.period == Some(0) {
-            ctx.err("E211", format!("{path}.period"), "period must be at least 1 tick");
+            ctx.err(
+                "E211",
+                format!("{path}.period"),
+                "period must be at least 1 tick",
+            );
         }
         if n.period.is_none() && n.count.is_none_or(|c| c > 1) {
             ctx.err(
@@ -682,7 +711,11 @@ fn resolve(
                 format!(
                     "node `{node}` ({}) has no tap `{tap}` (its taps: {})",
                     n.kernel.kind(),
-                    if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                    if all.is_empty() {
+                        "none".to_string()
+                    } else {
+                        all.join(", ")
+                    }
                 ),
             );
             None
@@ -692,7 +725,12 @@ fn resolve(
 
 /// §3 feedback rule: a cycle whose channels carry no delay, no producer latency and no initial
 /// token is a plan error naming its nodes (Symbol delays count as 0).
-fn detect_zero_time_cycles(ctx: &mut Ctx, nodes: &[PlanNode], channels: &[PlanChannel], s: &SceneSpec) {
+fn detect_zero_time_cycles(
+    ctx: &mut Ctx,
+    nodes: &[PlanNode],
+    channels: &[PlanChannel],
+    s: &SceneSpec,
+) {
     let n = nodes.len();
     let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
     for c in channels {

@@ -3,7 +3,7 @@
 use crate::arena::TokenArena;
 use crate::device::Device;
 use crate::diag::DeadlockReport;
-use crate::ecs::{NodeOrder, NodeRuntime, Probes, ProbeStream, StallCount, Stats};
+use crate::ecs::{NodeOrder, NodeRuntime, ProbeStream, Probes, StallCount, Stats};
 use crate::error::Diagnostic;
 use crate::plan::Plan;
 use bevy_ecs::prelude::*;
@@ -131,10 +131,7 @@ impl Report {
                 if rt.discarded_inputs > 0 {
                     discarded.insert(n.name.clone(), json!(rt.discarded_inputs));
                 }
-                finished.insert(
-                    n.name.clone(),
-                    json!(rt.finished_at.map(|f| f.tick)),
-                );
+                finished.insert(n.name.clone(), json!(rt.finished_at.map(|f| f.tick)));
             }
         }
         let mut by_node = Map::new();
@@ -175,7 +172,9 @@ impl Report {
                 }),
             );
         }
-        let device = world.get_resource::<Device>().map_or("Reference", |d| d.name());
+        let device = world
+            .get_resource::<Device>()
+            .map_or("Reference", |d| d.name());
         let json = json!({
             "scene": plan.name,
             "outcome": outcome.map(Outcome::as_str),

@@ -11,7 +11,13 @@ fn capacity_one_channel_with_a_slow_consumer() {
     assert_eq!(o, Outcome::Completed);
     assert_eq!(
         stream(&e, "out"),
-        vec![(3, 0, 0.0), (6, 1, 10.0), (9, 2, 20.0), (12, 3, 30.0), (15, 4, 40.0)]
+        vec![
+            (3, 0, 0.0),
+            (6, 1, 10.0),
+            (9, 2, 20.0),
+            (12, 3, 30.0),
+            (15, 4, 40.0)
+        ]
     );
     let r = e.report();
     assert_eq!(r.end_tick, 15);

@@ -15,7 +15,10 @@ fn sources_fire_at_offset_then_every_period_at_most_count_times() {
     );
     let (o, e) = run(&s);
     assert_eq!(o, Outcome::Completed);
-    assert_eq!(stream(&e, "out"), vec![(5, 0, 10.0), (12, 1, 7.5), (19, 2, 5.0)]);
+    assert_eq!(
+        stream(&e, "out"),
+        vec![(5, 0, 10.0), (12, 1, 7.5), (19, 2, 5.0)]
+    );
     assert_eq!(e.report().end_tick, 19);
 }
 
@@ -65,7 +68,10 @@ fn elementwise_rate_is_r_independent_applications() {
     let (o, e) = run(&s);
     assert_eq!(o, Outcome::Completed);
     // g fires once at tick 2 (after the third token), completes at 4.
-    assert_eq!(stream(&e, "out"), vec![(4, 0, -1.0), (4, 1, -2.0), (4, 2, -3.0)]);
+    assert_eq!(
+        stream(&e, "out"),
+        vec![(4, 0, -1.0), (4, 1, -2.0), (4, 2, -3.0)]
+    );
     assert_eq!(e.report().json["firings"]["g"], 1);
 }
 
@@ -121,7 +127,13 @@ fn filter_drops_tokens_whose_first_element_fails() {
     assert_eq!(o, Outcome::Completed);
     assert_eq!(
         stream(&e, "out"),
-        vec![(4, 0, 5.0), (6, 1, 7.0), (7, 2, 8.0), (9, 3, 10.0), (10, 4, 11.0)]
+        vec![
+            (4, 0, 5.0),
+            (6, 1, 7.0),
+            (7, 2, 8.0),
+            (9, 3, 10.0),
+            (10, 4, 11.0)
+        ]
     );
 }
 

@@ -23,7 +23,10 @@ fn hamming_matches_the_oracle_and_ends_quiescent() {
     assert_eq!(values(&e, "out"), want);
     let p = e.probe("out").unwrap();
     assert_eq!(p.seqs, (0..573).collect::<Vec<u64>>());
-    assert!(p.ticks.iter().all(|&t| t == 0), "all zero-time: every token at tick 0");
+    assert!(
+        p.ticks.iter().all(|&t| t == 0),
+        "all zero-time: every token at tick 0"
+    );
     let r = e.report();
     assert_eq!(r.end_tick, 0);
     // Parks: every growth doubles a channel that started at 1, so capacities are powers of two.
@@ -50,7 +53,10 @@ fn hamming_is_deterministic() {
 fn hamming_under_strict_is_a_deadlock() {
     let text = std::fs::read_to_string(repo().join("scenes/hamming.ron"))
         .unwrap()
-        .replace("memory: Parks(max_capacity: 65536),", "memory: Parks(max_capacity: 65536), strict: true,");
+        .replace(
+            "memory: Parks(max_capacity: 65536),",
+            "memory: Parks(max_capacity: 65536), strict: true,",
+        );
     let (o, e) = run(&parse(&text));
     assert_eq!(o, Outcome::Deadlock);
     assert_eq!(e.report().deadlock.unwrap().kind, "strict");

@@ -21,7 +21,14 @@ fn parks_grows_the_smallest_blocking_channel_by_doubling() {
     assert_eq!(r.json["channels"]["src.out->out.in"]["high_water"], 3);
     assert_eq!(
         stream(&e, "out"),
-        vec![(0, 0, 0.0), (0, 1, 1.0), (0, 2, 2.0), (1, 3, 3.0), (1, 4, 4.0), (1, 5, 5.0)]
+        vec![
+            (0, 0, 0.0),
+            (0, 1, 1.0),
+            (0, 2, 2.0),
+            (1, 3, 3.0),
+            (1, 4, 4.0),
+            (1, 5, 5.0)
+        ]
     );
     assert_eq!(r.end_tick, 1);
 }
@@ -37,8 +44,15 @@ fn parks_growth_stops_at_max_capacity() {
     assert_eq!(r.json["growths"].as_array().unwrap().len(), 1);
     let d = r.deadlock.unwrap();
     assert_eq!(d.kind, "artificial");
-    assert!(d.mitigations.iter().any(|m| m.contains("max_capacity) above 2")));
-    assert!(d.mitigations.contains(&"raise capacity of src.out->out.in to at least 3".to_string()));
+    assert!(
+        d.mitigations
+            .iter()
+            .any(|m| m.contains("max_capacity) above 2"))
+    );
+    assert!(
+        d.mitigations
+            .contains(&"raise capacity of src.out->out.in to at least 3".to_string())
+    );
 }
 
 #[test]
@@ -80,7 +94,12 @@ fn parks_picks_the_smallest_capacity_then_the_lowest_edge() {
 #[test]
 fn fixed_memory_ends_in_an_artificial_deadlock_with_exit_3() {
     let dir = out_dir("parks_fixed");
-    let (code, stdout, _) = cli(&["run", "scenes/parks_fixed.ron", "--out", dir.to_str().unwrap()]);
+    let (code, stdout, _) = cli(&[
+        "run",
+        "scenes/parks_fixed.ron",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("deadlock (artificial)"));
     let r = read_json(&dir.join("report.json"));
@@ -107,7 +126,12 @@ fn fixed_memory_ends_in_an_artificial_deadlock_with_exit_3() {
 #[test]
 fn strict_turns_a_quiescent_end_into_a_deadlock() {
     let dir = out_dir("strict");
-    let (code, _, _) = cli(&["run", "scenes/strict_quiescent.ron", "--out", dir.to_str().unwrap()]);
+    let (code, _, _) = cli(&[
+        "run",
+        "scenes/strict_quiescent.ron",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(code, 3);
     let r = read_json(&dir.join("report.json"));
     assert_eq!(r["outcome"], "deadlock");
@@ -126,5 +150,8 @@ fn strict_turns_a_quiescent_end_into_a_deadlock() {
     assert!(e.report().deadlock.is_none());
     // acc holds both source tokens, never fired.
     assert_eq!(e.report().json["firings"]["acc"], 0);
-    assert_eq!(e.report().json["channels"]["src.out->acc.a"]["occupancy"], 2);
+    assert_eq!(
+        e.report().json["channels"]["src.out->acc.a"]["occupancy"],
+        2
+    );
 }

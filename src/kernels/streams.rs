@@ -93,10 +93,11 @@ impl Kernel for OrderedMerge {
             (None, Some(_)) => [false, true],
             (None, None) => [false, false],
         };
+        // Emit one token; with dedup an equal head on `b` is cleared too.
         let mut emitted = false;
-        for i in 0..2 {
-            if take[i]
-                && let Some(t) = self.heads[i].take()
+        for (head, take) in self.heads.iter_mut().zip(take) {
+            if take
+                && let Some(t) = head.take()
                 && !emitted
             {
                 io.outputs[0].push(&t);

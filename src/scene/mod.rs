@@ -88,8 +88,12 @@ fn ron_diagnostic(e: &ron::error::SpannedError, origin: &str) -> Diagnostic {
         && m.contains("did not match any variant")
     {
         message = match m.as_str() {
-            s if s.contains("DelaySpec") => "expected a delay: a number of ticks or Symbol(\"name\")".into(),
-            s if s.contains("LatencySpec") => "expected a latency: a number of ticks or Measured".into(),
+            s if s.contains("DelaySpec") => {
+                "expected a delay: a number of ticks or Symbol(\"name\")".into()
+            }
+            s if s.contains("LatencySpec") => {
+                "expected a latency: a number of ticks or Measured".into()
+            }
             s if s.contains("TokenSpec") => {
                 "expected a token: one number or a list of batch·channels·frames numbers".into()
             }

@@ -188,7 +188,9 @@ pub enum CostSpec {
     Linear { base: u64, per_element: f64 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub enum Lane {
     Control,
     #[default]
@@ -334,7 +336,9 @@ pub enum ScheduleSpec {
     #[default]
     Kpn,
     IplsAuto,
-    Ipls { stages: Vec<StageSpec> },
+    Ipls {
+        stages: Vec<StageSpec>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -53,7 +53,11 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
             refuse("R309", format!("{p}.cost"), "`cost` (device cost models)");
         }
         if n.domain.is_some() {
-            refuse("R303", format!("{p}.domain"), "`domain` (scheduler domains)");
+            refuse(
+                "R303",
+                format!("{p}.domain"),
+                "`domain` (scheduler domains)",
+            );
         }
         if n.gate.is_some() {
             refuse("R301", format!("{p}.gate"), "`gate` (synchrony gates)");
