@@ -56,6 +56,12 @@ pub fn kernel_execute(
                 if let Some(ch) = port.channel {
                     arena.pop(ch, take, buf, &mut scratch.metas);
                 }
+                // A probe records the tokens it consumed, never the fallbacks of an optional tap.
+                if wiring.is_probe
+                    && let Some(p) = probes.by_node.get(n).copied().flatten()
+                {
+                    probes.streams[p].record(buf, &scratch.metas);
+                }
                 if port.optional {
                     rt.held.resize_with(wiring.inputs.len(), Vec::new);
                     if take > 0 && port.hold_last {
@@ -69,11 +75,6 @@ pub fn kernel_execute(
                             buf.resize(buf.len() + port.token_len, port.default);
                         }
                     }
-                }
-                if wiring.is_probe
-                    && let Some(p) = probes.by_node.get(n).copied().flatten()
-                {
-                    probes.streams[p].record(buf, &scratch.metas);
                 }
             }
             for port in &wiring.outputs {

@@ -212,3 +212,45 @@ fn multi_element_tokens_are_row_major_blocks() {
     let p = e.probe("out").unwrap();
     assert_eq!((p.batch, p.channels, p.frames), (2, 1, 3));
 }
+
+#[test]
+fn channels_of_different_shapes_share_the_arena_without_mixing() {
+    // Regression for the arena addressing bug found by the property tests: rings with different
+    // token lengths must not overlap, also across Parks growth (which relocates a ring).
+    let s = parse(
+        r#"Scene(version: 1, name: "mixed", nodes: [
+            Node(name: "wide", kernel: Ramp(start: 1.0, step: 1.0), period: 1, count: 4,
+                 shape: (batch: 1, channels: 3, frames: 2), taps: {"out": (rate: 2)}),
+            Node(name: "narrow", kernel: Const(value: -1.0), period: 1, count: 4),
+            Node(name: "w_out", kernel: Probe, shape: (batch: 1, channels: 3, frames: 2)),
+            Node(name: "n_out", kernel: Probe)],
+          edges: [Edge(from: "wide.out", to: "w_out.in", capacity: 1),
+                  Edge(from: "narrow.out", to: "n_out.in", capacity: 1)])"#,
+    );
+    let (o, e) = run(&s);
+    assert_eq!(o, Outcome::Completed);
+    let w = e.probe("w_out").unwrap();
+    assert_eq!(w.len(), 8);
+    for i in 0..8 {
+        assert_eq!(w.token(i), &[(i + 1) as f32; 6][..], "wide token {i}");
+    }
+    assert_eq!(values(&e, "n_out"), vec![-1.0; 4]);
+    assert_eq!(
+        e.report().json["channels"]["wide.out->w_out.in"]["capacity"],
+        2
+    );
+}
+
+#[test]
+fn an_optional_probe_records_only_consumed_tokens() {
+    let s = parse(
+        r#"Scene(version: 1, name: "optprobe", nodes: [
+            Node(name: "src", kernel: Const(value: 3.0), offset: 1, count: 1),
+            Node(name: "out", kernel: Probe, period: 1, count: 3, taps: {"in": (optional: true)})],
+          edges: [Edge(from: "src.out", to: "out.in")])"#,
+    );
+    let (o, e) = run(&s);
+    assert_eq!(o, Outcome::Completed);
+    // The probe fires at 0, 1, 2; only at 2 is src's token (written at 1, visible (1,1)) there.
+    assert_eq!(stream(&e, "out"), vec![(1, 0, 3.0)]);
+}

@@ -32,7 +32,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Address-space cap for every invocation, so a scene that makes the engine allocate without bound
 /// fails fast instead of exhausting the machine running the tests.
-const MEMORY_LIMIT_KIB: u64 = 4 * 1024 * 1024;
+const MEMORY_LIMIT_KIB: u64 = 8 * 1024 * 1024;
 
 /// The catalogue must hold at least this many scenes.
 const MIN_CASES: usize = 30;

@@ -1,0 +1,31 @@
+//! The step schedule: the stages run in exactly the §2/§4 order, and no two systems touch the
+//! same data without an order between them (ambiguity detection set to error).
+
+use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings};
+use bevy_ecs::world::World;
+
+#[test]
+fn stages_run_in_spec_order_without_ambiguity() {
+    let mut schedule = tapwheel::systems::build_schedule();
+    schedule.set_build_settings(ScheduleBuildSettings {
+        ambiguity_detection: LogLevel::Error,
+        ..Default::default()
+    });
+    let mut world = World::new();
+    schedule
+        .initialize(&mut world)
+        .expect("the step schedule has no ambiguities");
+    let names: Vec<String> = schedule
+        .systems()
+        .expect("initialised")
+        .map(|(_, s)| s.name().to_string())
+        .collect();
+    let short: Vec<&str> = names
+        .iter()
+        .map(|n| n.rsplit("::").next().unwrap_or(n))
+        .collect();
+    assert_eq!(
+        short,
+        vec!["delay_expiry", "readiness", "dispatch", "kernel_execute"]
+    );
+}
