@@ -204,7 +204,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
             let outcome = pool.install(|| engine.run());
             let report = engine.report();
-            let dir = out.unwrap_or_else(|| Path::new("out").join(&engine.plan().name));
+            let dir =
+                out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));
             write_outputs(&dir, &engine, &report)?;
             match format {
                 Format::Json => println!("{}", report.to_json_pretty()),
@@ -270,6 +271,22 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Plot { .. } => Err(not_in_build("tapwheel plot", "R340")),
         Command::Bench => Err(not_in_build("tapwheel bench", "R344")),
     }
+}
+
+/// The scene name as one path component: anything but `[A-Za-z0-9_-]` becomes `_`, so a name
+/// such as `../x` cannot escape `out/`.
+fn safe_dir_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() { "scene".into() } else { s }
 }
 
 fn write_outputs(dir: &Path, engine: &Engine, report: &tapwheel::Report) -> Result<(), Error> {

@@ -148,12 +148,19 @@ impl Ctx {
     }
 }
 
+/// Parameters are rounded to f32 by kernels, so they must be finite as f32 too.
 fn finite(ctx: &mut Ctx, path: String, name: &str, v: f64) {
     if !v.is_finite() {
         ctx.err(
             "E220",
             path,
             format!("parameter `{name}` must be finite, got {v}"),
+        );
+    } else if !(v as f32).is_finite() {
+        ctx.err(
+            "E220",
+            path,
+            format!("parameter `{name}` = {v} overflows f32 (kernels compute in f32)"),
         );
     }
 }
@@ -187,11 +194,40 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec) {
                 );
             }
         }
-        KernelSpec::Mix { inputs, gains } if *inputs as usize != gains.len() => ctx.err(
-            "E220",
-            p("gains"),
-            format!("Mix has {inputs} inputs but {} gains", gains.len()),
-        ),
+        KernelSpec::Mix { inputs, gains } => {
+            if *inputs == 0 || *inputs > kernels::MAX_GENERATED_TAPS {
+                ctx.err(
+                    "E220",
+                    p("inputs"),
+                    format!(
+                        "Mix needs 1 to {} inputs, got {inputs}",
+                        kernels::MAX_GENERATED_TAPS
+                    ),
+                );
+            } else if *inputs as usize != gains.len() {
+                ctx.err(
+                    "E220",
+                    p("gains"),
+                    format!("Mix has {inputs} inputs but {} gains", gains.len()),
+                );
+            }
+            for (k, g) in gains.iter().enumerate() {
+                finite(ctx, p(&format!("gains[{k}]")), "gains", *g);
+            }
+        }
+        KernelSpec::BandSplit { bands } | KernelSpec::BandMerge { bands }
+            if *bands == 0 || *bands > kernels::MAX_GENERATED_TAPS =>
+        {
+            ctx.err(
+                "E220",
+                p("bands"),
+                format!(
+                    "{} needs 1 to {} bands, got {bands}",
+                    k.kind(),
+                    kernels::MAX_GENERATED_TAPS
+                ),
+            )
+        }
         _ => {}
     }
 }
@@ -576,7 +612,14 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
             );
         }
     }
-    let is_source = inputs.iter().all(|t| t.optional);
+    // A kernel whose tap count is itself invalid (reported above) is not judged as a source.
+    let bad_tap_count = match &n.kernel {
+        KernelSpec::Mix { inputs: k, .. }
+        | KernelSpec::BandSplit { bands: k }
+        | KernelSpec::BandMerge { bands: k } => *k == 0 || *k > kernels::MAX_GENERATED_TAPS,
+        _ => false,
+    };
+    let is_source = !bad_tap_count && inputs.iter().all(|t| t.optional);
     if is_source {
         if n.period == Some(0) {
             ctx.err(

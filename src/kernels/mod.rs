@@ -140,6 +140,10 @@ pub enum RateRule {
     One,
 }
 
+/// The most taps a kernel with a tap count parameter (`Mix`, `BandSplit`, `BandMerge`) may have;
+/// larger counts are plan errors, and tap lists never grow beyond it.
+pub const MAX_GENERATED_TAPS: u32 = 1024;
+
 /// The built-in taps of a kernel: `(inputs, outputs, rate rule)`; `None` for `Actor`, whose taps
 /// are declared in the scene with `dir`.
 pub fn builtin_taps(spec: &KernelSpec) -> Option<(Vec<String>, Vec<String>, RateRule)> {
@@ -156,7 +160,13 @@ pub fn builtin_taps(spec: &KernelSpec) -> Option<(Vec<String>, Vec<String>, Rate
         Add | Sub | Mul | MatMul => (s(&["a", "b"]), s(&["out"]), RateRule::Uniform),
         OrderedMerge { .. } => (s(&["a", "b"]), s(&["out"]), RateRule::One),
         Mix { inputs, .. } => (
-            (0..*inputs).map(|i| format!("in{i}")).collect(),
+            (0..if *inputs > MAX_GENERATED_TAPS {
+                0
+            } else {
+                *inputs
+            })
+                .map(|i| format!("in{i}"))
+                .collect(),
             s(&["out"]),
             RateRule::Uniform,
         ),
@@ -166,11 +176,23 @@ pub fn builtin_taps(spec: &KernelSpec) -> Option<(Vec<String>, Vec<String>, Rate
         SlotLoad { .. } => (s(&["in"]), vec![], RateRule::One),
         BandSplit { bands } => (
             s(&["in"]),
-            (0..*bands).map(|i| format!("band{i}")).collect(),
+            (0..if *bands > MAX_GENERATED_TAPS {
+                0
+            } else {
+                *bands
+            })
+                .map(|i| format!("band{i}"))
+                .collect(),
             RateRule::Uniform,
         ),
         BandMerge { bands } => (
-            (0..*bands).map(|i| format!("band{i}")).collect(),
+            (0..if *bands > MAX_GENERATED_TAPS {
+                0
+            } else {
+                *bands
+            })
+                .map(|i| format!("band{i}"))
+                .collect(),
             s(&["out"]),
             RateRule::Uniform,
         ),

@@ -81,6 +81,17 @@ fn ron_diagnostic(e: &ron::error::SpannedError, origin: &str) -> Diagnostic {
         R::MissingStructField { .. } => "E103",
         R::NoSuchEnumVariant { .. } | R::ExpectedDifferentStructName { .. } => "E101",
         R::Message(_) | R::InvalidValueForType { .. } | R::ExpectedDifferentLength { .. } => "E101",
+        // A well-formed value of the wrong type (a string where a number belongs, -1 for a count).
+        R::ExpectedBoolean
+        | R::ExpectedFloat
+        | R::ExpectedInteger
+        | R::ExpectedString
+        | R::ExpectedOption
+        | R::ExpectedUnit
+        | R::ExpectedArray
+        | R::ExpectedMap
+        | R::ExpectedStructLike
+        | R::IntegerOutOfBounds => "E101",
         _ => "E100",
     };
     let mut message = e.code.to_string();
