@@ -277,6 +277,31 @@ pub fn flush_completed(
     Ok(flushed)
 }
 
+/// Writes out a node's completed firings at `now` (see [`flush_completed`]), counts them, and
+/// finishes a source whose last firing has been written (§4 end of stream). An arena failure
+/// comes back as the diagnostic that ends the run.
+pub fn write_out_completed(
+    n: usize,
+    rt: &mut NodeRuntime,
+    wiring: &NodeWiring,
+    arena: &mut TokenArena,
+    events: &mut EventQueue,
+    stats: &mut Stats,
+    now: Instant,
+) -> Option<crate::error::Diagnostic> {
+    let failure = match flush_completed(rt, wiring, arena, events, now) {
+        Ok(c) => {
+            stats.completed[n] += c as u64;
+            None
+        }
+        Err(e) => Some(crate::error::Diagnostic::nowhere("R330", e.to_string())),
+    };
+    if wiring.is_source && rt.remaining == Some(0) && rt.in_flight.is_empty() && !rt.finished() {
+        finish_node(rt, wiring, arena, now);
+    }
+    failure
+}
+
 /// Marks the oldest in-flight firing due at `tick` as completed.
 pub fn complete_due(rt: &mut NodeRuntime, tick: u64) -> bool {
     if let Some(f) = rt

@@ -43,17 +43,17 @@ pub fn delay_expiry(
         if !wiring.is_probe {
             stats.makespan = stats.makespan.max(now.tick);
         }
-        match flush_completed(&mut rt, wiring, &mut arena, &mut events.0, now) {
-            Ok(n) => stats.completed[node as usize] += n as u64,
-            Err(e) => step.failure = Some(arena_failure(e)),
-        }
-        if wiring.is_source && rt.remaining == Some(0) && rt.in_flight.is_empty() {
-            finish_node(&mut rt, wiring, &mut arena, now);
+        if let Some(f) = write_out_completed(
+            node as usize,
+            &mut rt,
+            wiring,
+            &mut arena,
+            &mut events.0,
+            &mut stats,
+            now,
+        ) {
+            step.failure = Some(f);
         }
     }
     step.completions = due;
-}
-
-fn arena_failure(e: crate::arena::ArenaError) -> crate::error::Diagnostic {
-    crate::error::Diagnostic::nowhere("R330", e.to_string())
 }

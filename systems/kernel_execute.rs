@@ -131,14 +131,10 @@ pub fn kernel_execute(
             if !wiring.is_probe {
                 stats.makespan = stats.makespan.max(now.tick);
             }
-            match flush_completed(rt, wiring, &mut arena, &mut events.0, now) {
-                Ok(c) => stats.completed[n] += c as u64,
-                Err(e) => {
-                    step.failure = Some(crate::error::Diagnostic::nowhere("R330", e.to_string()))
-                }
-            }
-            if wiring.is_source && rt.remaining == Some(0) && rt.in_flight.is_empty() {
-                finish_node(rt, wiring, &mut arena, now);
+            if let Some(f) =
+                write_out_completed(n, rt, wiring, &mut arena, &mut events.0, &mut stats, now)
+            {
+                step.failure = Some(f);
             }
         }
     }
