@@ -51,7 +51,7 @@
 //! ```
 //! use tapwheel::arena::{ArenaError, TokenArena};
 //! use tapwheel::time::Instant;
-//! let mut arena = TokenArena::new(64);
+//! let mut arena = TokenArena::new(256);
 //! let a = arena.add_channel(1, 2).unwrap();
 //! arena.reserve(a, 1);
 //! arena.write(a, &[1.0, 2.0], Instant::ZERO).unwrap();

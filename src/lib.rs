@@ -18,7 +18,9 @@
 //! assert_eq!(engine.run(), Outcome::Completed);
 //! let out = engine.probe("out").unwrap();
 //! assert_eq!(out.values, vec![10.0, 20.0, 30.0]);
-//! assert_eq!(out.ticks, vec![5, 7, 9]); // fired at 0, 2, 4; delay 5 on the first channel
+//! // src fires at 0 and 2; at 4 its channel (default capacity 2) is full of tokens still in
+//! // their 5-tick delay, so it waits until g consumes at 5 and fires at (5, 1): visible at 10.
+//! assert_eq!(out.ticks, vec![5, 7, 10]);
 //! ```
 
 pub mod arena;
