@@ -5,7 +5,7 @@
 use crate::arena::{TokenArena, TokenMeta};
 use crate::kernels::{InputView, Kernel, OutputBlock};
 use crate::plan::Plan;
-use crate::scene::Lane;
+use crate::scene::{Adapter, Lane, Shape};
 use crate::time::{Event, EventQueue, Instant};
 use bevy_ecs::prelude::*;
 use fixedbitset::FixedBitSet;
@@ -24,11 +24,24 @@ pub struct NodeKernel(pub Box<dyn Kernel>);
 /// One input tap of a node as the hot path sees it.
 #[derive(Debug, Clone)]
 pub struct InputPort {
+    /// The first (usually only) channel.
     pub channel: Option<usize>,
+    /// Every channel into the tap (several under a gather adapter), with their token shapes.
+    pub channels: Vec<usize>,
+    pub channel_shapes: Vec<Shape>,
+    pub adapter: Option<Adapter>,
+    pub shape: Shape,
     pub optional: bool,
     pub hold_last: bool,
     pub default: f32,
     pub token_len: usize,
+}
+
+impl InputPort {
+    /// Tokens need reshaping between the channels and the tap (§8).
+    pub fn gathers(&self) -> bool {
+        self.channels.len() > 1 || self.channel_shapes.first().is_some_and(|s| *s != self.shape)
+    }
 }
 
 /// One output channel of an output tap.
@@ -36,6 +49,8 @@ pub struct InputPort {
 pub struct OutChannel {
     pub channel: usize,
     pub delay: u64,
+    /// Which part of a split token this channel carries.
+    pub part: usize,
 }
 
 /// One output tap: its channels (fan-out) and its maximum production per firing.
@@ -44,6 +59,9 @@ pub struct OutputPort {
     pub channels: Vec<OutChannel>,
     pub max_production: u32,
     pub token_len: usize,
+    pub shape: Shape,
+    /// A scatter adapter (`SplitChannels` / `SplitBatch`).
+    pub split: Option<Adapter>,
 }
 
 /// The static wiring of a node (from the plan).
@@ -57,6 +75,11 @@ pub struct NodeWiring {
     pub period: Option<u64>,
     pub latency: u64,
     pub lane: Lane,
+    /// `timing: Measure` (wall-clock per firing into the report).
+    pub timed: bool,
+    /// `latency: Measured`: the measured wall-clock time becomes the latency.
+    pub measured_latency: bool,
+    pub tick_hz: f64,
 }
 
 /// A firing issued and not yet written out (a *task*, §9).
@@ -141,6 +164,8 @@ pub struct NodeRuntime {
     pub discarded_inputs: u64,
     /// Output buffers of completed firings, reused.
     pub spare: Vec<Vec<OutputBlock>>,
+    /// Scratch for split output tokens.
+    pub part_scratch: Vec<f32>,
 }
 
 impl NodeRuntime {
@@ -153,6 +178,25 @@ impl NodeRuntime {
         self.views.clear();
         for port in &wiring.inputs {
             let v = match port.channel {
+                Some(_) if port.channels.len() > 1 => {
+                    // A gather sees as many tokens as its emptiest channel holds; it ends when
+                    // any channel ends.
+                    let mut v = InputView {
+                        visible: usize::MAX,
+                        held: usize::MAX,
+                        closed: false,
+                        drained: true,
+                        optional: port.optional,
+                    };
+                    for &ch in &port.channels {
+                        let r = arena.ring(ch);
+                        v.visible = v.visible.min(arena.visible_count(ch, now));
+                        v.held = v.held.min(r.len());
+                        v.closed |= r.closed_before(now);
+                        v.drained &= r.drained();
+                    }
+                    v
+                }
                 Some(ch) => {
                     let r = arena.ring(ch);
                     InputView {
@@ -189,7 +233,13 @@ impl NodeRuntime {
             .iter()
             .zip(self.views.iter().zip(&self.demand))
             .filter(|(p, (v, d))| !p.optional && v.visible < **d as usize)
-            .filter_map(|(p, _)| p.channel)
+            .filter_map(|(p, (_, d))| {
+                p.channels
+                    .iter()
+                    .copied()
+                    .find(|&c| arena.visible_count(c, now) < *d as usize)
+                    .or(p.channel)
+            })
             .collect();
         let mut lacking_outputs = Vec::new();
         for port in &wiring.outputs {
@@ -230,7 +280,7 @@ pub fn finish_node(
         }
     }
     for port in &wiring.inputs {
-        if let Some(ch) = port.channel {
+        for &ch in &port.channels {
             rt.discarded_inputs += arena.discard_all(ch) as u64;
             arena.ring_mut(ch).consumer_finished_at.get_or_insert(now);
         }
@@ -262,7 +312,17 @@ pub fn flush_completed(
                         arena.discard_on_arrival(oc.channel);
                     } else {
                         let tl = port.token_len;
-                        arena.write(oc.channel, &block.values[t * tl..(t + 1) * tl], visible)?;
+                        let token = &block.values[t * tl..(t + 1) * tl];
+                        if port.split.is_some() {
+                            let mut part = std::mem::take(&mut rt.part_scratch);
+                            part.clear();
+                            crate::adapters::scatter(port.split, port.shape, oc.part, token, &mut part);
+                            let r = arena.write(oc.channel, &part, visible);
+                            rt.part_scratch = part;
+                            r?;
+                        } else {
+                            arena.write(oc.channel, token, visible)?;
+                        }
                     }
                 }
                 if produced > 0 && !discard && oc.delay > 0 {
@@ -379,6 +439,31 @@ pub struct Stats {
     pub node_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
     /// `(channel, reason)` → counts.
     pub channel_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
+    /// Wall-clock time of the firings of timed nodes (`timing: Measure`), by node.
+    pub timing: std::collections::BTreeMap<usize, FiringTimes>,
+}
+
+/// Wall-clock statistics of one node's firings (never part of simulated time unless the node
+/// asked for `latency: Measured`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FiringTimes {
+    pub firings: u64,
+    pub total_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+}
+
+impl FiringTimes {
+    pub fn record(&mut self, ns: u64) {
+        self.min_ns = if self.firings == 0 {
+            ns
+        } else {
+            self.min_ns.min(ns)
+        };
+        self.max_ns = self.max_ns.max(ns);
+        self.total_ns = self.total_ns.saturating_add(ns);
+        self.firings += 1;
+    }
 }
 
 impl Stats {
@@ -479,6 +564,8 @@ pub struct Probes {
 pub struct Scratch {
     pub values: Vec<Vec<f32>>,
     pub metas: Vec<TokenMeta>,
+    /// Tokens popped per channel of a gathering tap.
+    pub parts: Vec<Vec<f32>>,
 }
 
 /// A tap entity: bookkeeping for queries and reports.

@@ -6,7 +6,7 @@ use crate::device::Device;
 use crate::diag::{self, DeadlockReport};
 use crate::ecs::*;
 use crate::error::{Diagnostic, Error, Result};
-use crate::kernels;
+use crate::kernels::{self, KernelRegistry};
 use crate::plan::Plan;
 use crate::report::{Growth, Outcome, Report};
 use crate::scene::{MemorySpec, Policy, Scene};
@@ -73,16 +73,32 @@ impl Engine {
 
     /// Builds an engine from a parsed scene.
     pub fn from_scene(scene: &Scene, opts: RunOptions) -> Result<Engine> {
-        let plan = Plan::compile(scene)?;
+        Engine::from_scene_with(scene, opts, &KernelRegistry::default())
+    }
+
+    /// [`Engine::from_scene`] with custom kernels from `registry` (scenes name them with
+    /// `Custom(kind: …)`).
+    pub fn from_scene_with(
+        scene: &Scene,
+        opts: RunOptions,
+        registry: &KernelRegistry,
+    ) -> Result<Engine> {
+        let plan = Plan::compile_with(scene, registry)?;
         let refused = crate::scene::refusals(&scene.spec);
         if !refused.is_empty() {
             return Err(Error::Refused(refused));
         }
-        Engine::new(plan, opts)
+        Engine::new_with(plan, opts, registry)
     }
 
     /// Spawns a frozen plan: node, tap and channel entities in canonical (plan) order.
     pub fn new(plan: Plan, opts: RunOptions) -> Result<Engine> {
+        Engine::new_with(plan, opts, &KernelRegistry::default())
+    }
+
+    /// [`Engine::new`] with custom kernels from `registry`.
+    pub fn new_with(plan: Plan, opts: RunOptions, registry: &KernelRegistry) -> Result<Engine> {
+        let registry = registry.clone();
         let plan = Arc::new(plan);
         let mut world = World::new();
         let mut arena = TokenArena::new(opts.max_arena_bytes);
@@ -114,7 +130,13 @@ impl Engine {
         let mut events = crate::time::EventQueue::default();
         for (i, n) in plan.nodes.iter().enumerate() {
             let sig = n.signature();
-            let kernel = kernels::instantiate(&n.kernel, &sig).ok_or_else(|| {
+            let ctx = kernels::BuildCtx {
+                sig: &sig,
+                tick_hz: plan.tick_hz,
+                file: n.file.as_ref(),
+                registry: &registry,
+            };
+            let kernel = kernels::instantiate(&n.kernel, &ctx).ok_or_else(|| {
                 Error::refused(Diagnostic::at(
                     "R320",
                     format!("nodes[{i}].kernel"),
@@ -129,7 +151,11 @@ impl Engine {
                     .inputs
                     .iter()
                     .map(|t| InputPort {
-                        channel: t.channel,
+                        channel: t.channel(),
+                        channels: t.channels.clone(),
+                        channel_shapes: t.channels.iter().map(|&c| plan.channels[c].shape).collect(),
+                        adapter: t.adapter,
+                        shape: t.shape,
                         optional: t.optional,
                         hold_last: t.hold_last,
                         default: t.default as f32,
@@ -144,13 +170,17 @@ impl Engine {
                         channels: t
                             .channels
                             .iter()
-                            .map(|&c| OutChannel {
+                            .enumerate()
+                            .map(|(part, &c)| OutChannel {
                                 channel: c,
                                 delay: plan.channels[c].delay,
+                                part,
                             })
                             .collect(),
                         max_production: kernel.max_production(k),
                         token_len: t.shape.elements() as usize,
+                        shape: t.shape,
+                        split: t.adapter,
                     })
                     .collect(),
                 is_source: n.is_source,
@@ -159,6 +189,9 @@ impl Engine {
                 period: n.period,
                 latency: n.latency,
                 lane: n.lane,
+                timed: n.timing == crate::scene::Timing::Measure || n.measured_latency,
+                measured_latency: n.measured_latency,
+                tick_hz: plan.tick_hz,
             };
             let runtime = NodeRuntime {
                 next_due: n.offset,

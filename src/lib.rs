@@ -23,6 +23,7 @@
 //! assert_eq!(out.ticks, vec![5, 7, 10]);
 //! ```
 
+pub mod adapters;
 pub mod arena;
 pub mod device;
 pub mod diag;

@@ -31,7 +31,9 @@
 //! ```
 
 use crate::error::{Diagnostic, Error, Result};
-use crate::kernels::{self, RateRule, Signature, TapSig};
+use crate::kernels::{self, KernelRegistry, RateRule, Signature, TapSig};
+use crate::kernels::sources::FileData;
+use std::sync::Arc;
 use crate::scene::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -48,7 +50,16 @@ pub struct PlanInput {
     pub hold_last: bool,
     pub default: f64,
     pub shape: Shape,
-    pub channel: Option<usize>,
+    /// The channels into this tap: one, or several under a gather adapter.
+    pub channels: Vec<usize>,
+    pub adapter: Option<Adapter>,
+}
+
+impl PlanInput {
+    /// The (first) channel into this tap.
+    pub fn channel(&self) -> Option<usize> {
+        self.channels.first().copied()
+    }
 }
 
 /// An output tap as planned; several channels = fan-out.
@@ -58,6 +69,7 @@ pub struct PlanOutput {
     pub rate: u32,
     pub shape: Shape,
     pub channels: Vec<usize>,
+    pub adapter: Option<Adapter>,
 }
 
 /// A node as planned, in canonical (scene) order.
@@ -80,6 +92,16 @@ pub struct PlanNode {
     pub concurrency: Option<u32>,
     pub lane: Lane,
     pub core: Option<CoreType>,
+    /// `timing: Measure`: wall-clock time per firing goes into the report.
+    pub timing: Timing,
+    /// `latency: Measured`: the firing's latency is its measured wall-clock time (in ticks);
+    /// the run is not deterministic.
+    pub measured_latency: bool,
+    /// BLAKE3 of a `File` source's bytes (so the digest changes with the data).
+    pub file_digest: Option<String>,
+    /// A `File` source's samples, decoded at plan time.
+    #[serde(skip)]
+    pub file: Option<Arc<FileData>>,
 }
 
 impl PlanNode {
@@ -88,6 +110,7 @@ impl PlanNode {
             name: name.to_string(),
             rate,
             token_len: shape.elements() as usize,
+            shape,
         };
         Signature {
             inputs: self
@@ -165,18 +188,154 @@ fn finite(ctx: &mut Ctx, path: String, name: &str, v: f64) {
     }
 }
 
-fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec) {
+/// What planning a node may consult beyond the node itself.
+struct NodeEnv<'a> {
+    tick_hz: f64,
+    base_dir: &'a std::path::Path,
+    registry: &'a KernelRegistry,
+}
+
+/// The longest FIR the planner accepts (taps); longer lists are located errors.
+pub const MAX_FIR_TAPS: usize = 1 << 16;
+
+fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<'_>) {
     let p = |f: &str| format!("{path}.kernel.{f}");
+    let nyquist = env.tick_hz / 2.0;
+    let bad = |ctx: &mut Ctx, field: &str, msg: String| ctx.err("E220", p(field), msg);
+    // A frequency must be finite, non-negative and below Nyquist (tick_hz / 2).
+    let freq = |ctx: &mut Ctx, field: &str, f: f64, zero_ok: bool| {
+        finite(ctx, p(field), field, f);
+        if f.is_finite() && (f >= nyquist || f < 0.0 || (!zero_ok && f == 0.0)) {
+            ctx.err(
+                "E220",
+                p(field),
+                format!(
+                    "{field} = {f} Hz must lie in {}0, Nyquist = tick_hz/2 = {nyquist} Hz)",
+                    if zero_ok { "[" } else { "(" }
+                ),
+            );
+        }
+    };
     match k {
         KernelSpec::Const { value } => finite(ctx, p("value"), "value", *value),
         KernelSpec::Ramp { start, step } => {
             finite(ctx, p("start"), "start", *start);
             finite(ctx, p("step"), "step", *step);
         }
+        KernelSpec::Sine {
+            freq_hz,
+            amp,
+            phase,
+        } => {
+            freq(ctx, "freq_hz", *freq_hz, true);
+            finite(ctx, p("amp"), "amp", *amp);
+            finite(ctx, p("phase"), "phase", *phase);
+        }
+        KernelSpec::Saw { freq_hz, amp } => {
+            freq(ctx, "freq_hz", *freq_hz, true);
+            finite(ctx, p("amp"), "amp", *amp);
+        }
+        KernelSpec::Square {
+            freq_hz,
+            amp,
+            duty,
+        } => {
+            freq(ctx, "freq_hz", *freq_hz, true);
+            finite(ctx, p("amp"), "amp", *amp);
+            if !(0.0..=1.0).contains(duty) {
+                bad(ctx, "duty", format!("duty = {duty} must lie in [0, 1]"));
+            }
+        }
+        KernelSpec::Noise { amp, .. } => finite(ctx, p("amp"), "amp", *amp),
         KernelSpec::Gain { gain } => finite(ctx, p("gain"), "gain", *gain),
         KernelSpec::Offset { value }
         | KernelSpec::AddScalar { value }
         | KernelSpec::MulScalar { value } => finite(ctx, p("value"), "value", *value),
+        KernelSpec::OnePole { coeff } => finite(ctx, p("coeff"), "coeff", *coeff),
+        KernelSpec::Biquad {
+            cutoff_hz,
+            q,
+            gain_db,
+            ..
+        } => {
+            freq(ctx, "cutoff_hz", *cutoff_hz, false);
+            finite(ctx, p("q"), "q", *q);
+            if q.is_finite() && *q <= 0.0 {
+                bad(ctx, "q", format!("q = {q} must be positive"));
+            }
+            finite(ctx, p("gain_db"), "gain_db", *gain_db);
+        }
+        KernelSpec::Fir { taps } => {
+            if taps.is_empty() || taps.len() > MAX_FIR_TAPS {
+                bad(
+                    ctx,
+                    "taps",
+                    format!("Fir needs 1 to {MAX_FIR_TAPS} taps, got {}", taps.len()),
+                );
+            }
+            for (i, t) in taps.iter().enumerate() {
+                finite(ctx, p(&format!("taps[{i}]")), "taps", *t);
+            }
+        }
+        KernelSpec::Decimate { factor } | KernelSpec::Interpolate { factor } if *factor == 0 => {
+            bad(ctx, "factor", format!("{} factor must be at least 1", k.kind()))
+        }
+        KernelSpec::Envelope {
+            attack,
+            hold,
+            decay,
+            sustain,
+            release,
+        } => {
+            for (name, v) in [
+                ("attack", attack),
+                ("hold", hold),
+                ("decay", decay),
+                ("release", release),
+            ] {
+                finite(ctx, p(name), name, *v);
+                if *v < 0.0 {
+                    bad(ctx, name, format!("{name} = {v} s must not be negative"));
+                }
+            }
+            if !(0.0..=1.0).contains(sustain) {
+                bad(
+                    ctx,
+                    "sustain",
+                    format!("sustain = {sustain} is a level and must lie in [0, 1]"),
+                );
+            }
+        }
+        KernelSpec::Softmax { axis } if *axis > 2 => bad(
+            ctx,
+            "axis",
+            format!("Softmax axis {axis}: 0 = frames (rows), 1 = channels, 2 = batch"),
+        ),
+        KernelSpec::SlewIntegrator {
+            mode,
+            sample_rate_hz,
+        } => {
+            finite(ctx, p("sample_rate_hz"), "sample_rate_hz", *sample_rate_hz);
+            if !(*sample_rate_hz > 0.0) {
+                bad(
+                    ctx,
+                    "sample_rate_hz",
+                    format!("sample_rate_hz = {sample_rate_hz} must be positive"),
+                );
+            }
+            if let SlewMode::Limited {
+                max_rate,
+                max_accel,
+            } = mode
+            {
+                for (name, v) in [("max_rate", max_rate), ("max_accel", max_accel)] {
+                    finite(ctx, p(&format!("mode.{name}")), name, *v);
+                    if !(*v > 0.0) {
+                        bad(ctx, &format!("mode.{name}"), format!("{name} = {v} must be positive"));
+                    }
+                }
+            }
+        }
         KernelSpec::Filter { pred } => {
             let (Pred::Lt(x)
             | Pred::Le(x)
@@ -228,7 +387,49 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec) {
                 ),
             )
         }
+        KernelSpec::Custom { kind, params } => {
+            for (name, v) in params {
+                finite(ctx, p(&format!("params.{name}")), name, *v);
+            }
+            match env.registry.get(kind) {
+                None => ctx.err(
+                    "E224",
+                    p("kind"),
+                    format!("unknown custom kernel kind `{kind}` (the embedding program registers custom kernels)"),
+                ),
+                Some(f) => {
+                    if let Err(msg) = f.validate(params) {
+                        ctx.err("E220", p("params"), format!("{kind}: {msg}"));
+                    }
+                }
+            }
+        }
         _ => {}
+    }
+}
+
+/// Loads a `File` source's data from under the scene's folder (E222 on any failure).
+fn load_file(ctx: &mut Ctx, path: &str, rel: &str, env: &NodeEnv<'_>) -> Option<Arc<FileData>> {
+    let p = format!("{path}.kernel.path");
+    let relp = std::path::Path::new(rel);
+    let escapes = relp.is_absolute()
+        || relp
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if rel.is_empty() || escapes {
+        ctx.err(
+            "E222",
+            p,
+            format!("file `{rel}` must be a relative path inside the scene's folder"),
+        );
+        return None;
+    }
+    match FileData::load(&env.base_dir.join(relp)) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            ctx.err("E222", p, e);
+            None
+        }
     }
 }
 
@@ -258,7 +459,21 @@ fn valid_name(n: &str) -> bool {
 impl Plan {
     /// Validates and freezes a scene. Returns every semantic error found (exit 2).
     pub fn compile(scene: &Scene) -> Result<Plan> {
+        Plan::compile_with(scene, &KernelRegistry::default())
+    }
+
+    /// [`Plan::compile`] with custom kernels from `registry`.
+    pub fn compile_with(scene: &Scene, registry: &KernelRegistry) -> Result<Plan> {
         let s = &scene.spec;
+        let env = NodeEnv {
+            tick_hz: if s.tick_hz.is_finite() && s.tick_hz > 0.0 {
+                s.tick_hz
+            } else {
+                1.0
+            },
+            base_dir: &scene.base_dir,
+            registry,
+        };
         let mut ctx = Ctx { errors: Vec::new() };
         if !(s.tick_hz.is_finite() && s.tick_hz > 0.0) {
             ctx.err(
@@ -305,7 +520,7 @@ impl Plan {
             } else {
                 by_name.insert(n.name.as_str(), i);
             }
-            nodes.push(plan_node(&mut ctx, &path, n, &s.defaults.shape));
+            nodes.push(plan_node(&mut ctx, &path, n, &s.defaults.shape, &env));
         }
 
         // Channels.
@@ -337,29 +552,69 @@ impl Plan {
             let (Some((fnode, ftap)), Some((tnode, ttap))) = (from, to) else {
                 continue;
             };
-            if let Some(prev) = input_owner.insert((tnode, ttap), e) {
+            let fport = &nodes[fnode].outputs[ftap];
+            let tport = &nodes[tnode].inputs[ttap];
+            let (fshape, tshape) = (fport.shape, tport.shape);
+            // What the channel carries: the producer's token, or its part under a split.
+            let wshape = match fport.adapter {
+                Some(Adapter::SplitChannels(k)) if k > 0 => Shape {
+                    channels: fshape.channels / k,
+                    ..fshape
+                },
+                Some(Adapter::SplitBatch(k)) if k > 0 => Shape {
+                    batch: fshape.batch / k,
+                    ..fshape
+                },
+                _ => fshape,
+            };
+            let gathers = matches!(
+                tport.adapter,
+                Some(Adapter::SumFanIn | Adapter::ConcatChannels | Adapter::ConcatBatch)
+            );
+            if let Some(prev) = input_owner.insert((tnode, ttap), e)
+                && !gathers
+            {
                 ctx.err(
                     "E234",
                     format!("{path}.to"),
                     format!(
-                        "input tap `{}` already has a channel (edges[{prev}]); an input tap takes one channel",
+                        "input tap `{}` already has a channel (edges[{prev}]); an input tap takes one channel unless it declares a gather adapter (SumFanIn, ConcatChannels, ConcatBatch)",
                         edge.to
                     ),
                 );
                 continue;
             }
-            let fshape = nodes[fnode].outputs[ftap].shape;
-            let tshape = nodes[tnode].inputs[ttap].shape;
-            if fshape != tshape {
+            let fits = match tport.adapter {
+                Some(Adapter::Broadcast) => [
+                    (wshape.batch, tshape.batch),
+                    (wshape.channels, tshape.channels),
+                    (wshape.frames, tshape.frames),
+                ]
+                .iter()
+                .all(|&(w, t)| w == t || w == 1),
+                Some(Adapter::ConcatChannels) => {
+                    wshape.batch == tshape.batch && wshape.frames == tshape.frames
+                }
+                Some(Adapter::ConcatBatch) => {
+                    wshape.channels == tshape.channels && wshape.frames == tshape.frames
+                }
+                _ => wshape == tshape,
+            };
+            if !fits {
                 ctx.err(
                     "E235",
                     path.clone(),
                     format!(
-                        "shape mismatch: `{}` writes {fshape} but `{}` reads {tshape} (declare an adapter or make them equal)",
-                        edge.from, edge.to
+                        "shape mismatch: `{}` writes {wshape} but `{}` reads {tshape}{} (declare an adapter or make them equal)",
+                        edge.from,
+                        edge.to,
+                        tport
+                            .adapter
+                            .map_or(String::new(), |a| format!(" through {a:?}"))
                     ),
                 );
             }
+            let tshape = wshape;
             let len = tshape.elements() as usize;
             let mut initial = Vec::with_capacity(edge.initial.len());
             for (k, tok) in edge.initial.iter().enumerate() {
@@ -386,7 +641,7 @@ impl Plan {
                 initial.push(values);
             }
             nodes[fnode].outputs[ftap].channels.push(e);
-            nodes[tnode].inputs[ttap].channel = Some(e);
+            nodes[tnode].inputs[ttap].channels.push(e);
             channels.push(PlanChannel {
                 name: format!("{}->{}", edge.from, edge.to),
                 from_node: fnode,
@@ -403,8 +658,46 @@ impl Plan {
         }
 
         for (i, n) in nodes.iter().enumerate() {
+            for t in &n.outputs {
+                if let Some(Adapter::SplitChannels(k) | Adapter::SplitBatch(k)) = t.adapter
+                    && t.channels.len() != k as usize
+                {
+                    ctx.err(
+                        "E238",
+                        format!("nodes[{i}].taps.{}.adapter", t.name),
+                        format!(
+                            "`{}.{}` splits into {k} parts but has {} channels (one per part, in edge order)",
+                            n.name,
+                            t.name,
+                            t.channels.len()
+                        ),
+                    );
+                }
+            }
             for t in &n.inputs {
-                if t.channel.is_none() && !t.optional {
+                let (axis, sum) = match t.adapter {
+                    Some(Adapter::ConcatChannels) => (
+                        "channels",
+                        t.channels.iter().map(|&c| channels[c].shape.channels).sum::<u32>(),
+                    ),
+                    Some(Adapter::ConcatBatch) => (
+                        "batch",
+                        t.channels.iter().map(|&c| channels[c].shape.batch).sum::<u32>(),
+                    ),
+                    _ => ("", 0),
+                };
+                let want = if axis == "batch" { t.shape.batch } else { t.shape.channels };
+                if !axis.is_empty() && !t.channels.is_empty() && sum != want {
+                    ctx.err(
+                        "E235",
+                        format!("nodes[{i}].taps.{}", t.name),
+                        format!(
+                            "the channels into `{}.{}` concatenate to {sum} {axis}, but the tap has {want}",
+                            n.name, t.name
+                        ),
+                    );
+                }
+                if t.channels.is_empty() && !t.optional {
                     ctx.err(
                         "E237",
                         format!("nodes[{i}].taps.{}", t.name),
@@ -447,22 +740,37 @@ impl Plan {
     }
 }
 
-fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> PlanNode {
+fn plan_node(
+    ctx: &mut Ctx,
+    path: &str,
+    n: &NodeSpec,
+    default_shape: &Shape,
+    env: &NodeEnv<'_>,
+) -> PlanNode {
     let shape = n.shape.unwrap_or(*default_shape);
     if n.shape.is_some() {
         check_shape(ctx, format!("{path}.shape"), &shape);
     }
-    check_kernel_params(ctx, path, &n.kernel);
-    let (in_names, out_names, rule) = match kernels::builtin_taps(&n.kernel) {
-        Some(t) => t,
+    check_kernel_params(ctx, path, &n.kernel, env);
+    let layout = match kernels::kernel_taps(&n.kernel, env.registry) {
+        Ok(l) => l,
+        Err(_) => Some(kernels::TapLayout {
+            inputs: vec![],
+            outputs: vec![],
+            rule: RateRule::Free,
+            preserves_shape: true,
+        }),
+    };
+    let (in_taps, out_taps, rule, preserves_shape) = match layout {
+        Some(l) => (l.inputs, l.outputs, l.rule, l.preserves_shape),
         None => {
             // Actor: taps declared in the scene.
             let mut ins = Vec::new();
             let mut outs = Vec::new();
             for (name, o) in &n.taps {
                 match o.dir {
-                    Some(TapDir::In) => ins.push(name.clone()),
-                    Some(TapDir::Out) => outs.push(name.clone()),
+                    Some(TapDir::In) => ins.push((name.clone(), 1)),
+                    Some(TapDir::Out) => outs.push((name.clone(), 1)),
                     None => ctx.err(
                         "E216",
                         format!("{path}.taps.{name}.dir"),
@@ -470,9 +778,11 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
                     ),
                 }
             }
-            (ins, outs, RateRule::Free)
+            (ins, outs, RateRule::Free, false)
         }
     };
+    let in_names: Vec<String> = in_taps.iter().map(|t| t.0.clone()).collect();
+    let out_names: Vec<String> = out_taps.iter().map(|t| t.0.clone()).collect();
     let is_actor = matches!(n.kernel, KernelSpec::Actor);
     for (name, o) in &n.taps {
         let tpath = format!("{path}.taps.{name}");
@@ -510,7 +820,7 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
                 ),
             );
         }
-        if o.rate == 0 {
+        if o.rate == Some(0) {
             ctx.err(
                 "E215",
                 format!("{tpath}.rate"),
@@ -543,33 +853,59 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
         }
     }
     let ov = |name: &str| n.taps.get(name);
-    let inputs: Vec<PlanInput> = in_names
+    // A tap's rate: the override's, else the kernel's default (`Decimate` reads `factor`).
+    let rate_of = |name: &str, default: u32| {
+        ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1))
+    };
+    let inputs: Vec<PlanInput> = in_taps
         .iter()
-        .map(|name| {
+        .map(|(name, default_rate)| {
             let o = ov(name);
             PlanInput {
                 name: name.clone(),
-                rate: o.map_or(1, |o| o.rate.max(1)),
+                rate: rate_of(name, *default_rate),
                 optional: o.is_some_and(|o| o.optional),
                 hold_last: o.is_some_and(|o| o.hold_last),
                 default: o.map_or(0.0, |o| o.default),
                 shape: o.and_then(|o| o.shape).unwrap_or(shape),
-                channel: None,
+                channels: Vec::new(),
+                adapter: o.and_then(|o| o.adapter),
             }
         })
         .collect();
-    let outputs: Vec<PlanOutput> = out_names
+    let in_shape = |i: usize| inputs.get(i).map_or(shape, |t| t.shape);
+    // Output shapes of shape-changing kernels follow from their inputs unless overridden.
+    let inferred = match &n.kernel {
+        KernelSpec::MatMul => Shape {
+            frames: in_shape(1).frames,
+            ..in_shape(0)
+        },
+        KernelSpec::Transpose => Shape {
+            channels: in_shape(0).frames,
+            frames: in_shape(0).channels,
+            ..in_shape(0)
+        },
+        KernelSpec::RowSum | KernelSpec::RowMax => Shape {
+            frames: 1,
+            ..in_shape(0)
+        },
+        _ => shape,
+    };
+    let outputs: Vec<PlanOutput> = out_taps
         .iter()
-        .map(|name| {
+        .map(|(name, default_rate)| {
             let o = ov(name);
             PlanOutput {
                 name: name.clone(),
-                rate: o.map_or(1, |o| o.rate.max(1)),
-                shape: o.and_then(|o| o.shape).unwrap_or(shape),
+                rate: rate_of(name, *default_rate),
+                shape: o.and_then(|o| o.shape).unwrap_or(inferred),
                 channels: Vec::new(),
+                adapter: o.and_then(|o| o.adapter),
             }
         })
         .collect();
+    check_adapters(ctx, path, &inputs, &outputs);
+    check_shape_rules(ctx, path, &n.kernel, &inputs, &outputs);
     let rates: Vec<u32> = inputs
         .iter()
         .map(|t| t.rate)
@@ -601,7 +937,7 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
             .map(|t| t.shape)
             .chain(outputs.iter().map(|t| t.shape))
             .collect();
-        if shapes.windows(2).any(|w| w[0] != w[1]) && kernels_preserve_shape(&n.kernel) {
+        if shapes.windows(2).any(|w| w[0] != w[1]) && preserves_shape {
             ctx.err(
                 "E207",
                 format!("{path}.taps"),
@@ -619,6 +955,27 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
         | KernelSpec::BandMerge { bands: k } => *k == 0 || *k > kernels::MAX_GENERATED_TAPS,
         _ => false,
     };
+    let file = match &n.kernel {
+        KernelSpec::File { path: rel } => load_file(ctx, path, rel, env),
+        _ => None,
+    };
+    let mut count = n.count;
+    if let (Some(d), Some(out)) = (&file, outputs.first()) {
+        let channels = out.shape.channels as usize;
+        if d.columns != 1 && d.columns != channels {
+            ctx.err(
+                "E222",
+                format!("{path}.kernel.path"),
+                format!(
+                    "the file has {} columns but `{}.out` has {channels} channels (give it 1 column or {channels})",
+                    d.columns, n.name
+                ),
+            );
+        }
+        // The source ends with the file: its firing count is capped by the data.
+        let firings = d.tokens(out.shape.frames).div_ceil(u64::from(out.rate));
+        count = Some(count.map_or(firings, |c| c.min(firings)));
+    }
     let is_source = !bad_tap_count && inputs.iter().all(|t| t.optional);
     if is_source {
         if n.period == Some(0) {
@@ -628,14 +985,14 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
                 "period must be at least 1 tick",
             );
         }
-        if n.period.is_none() && n.count.is_none_or(|c| c > 1) {
+        if n.period.is_none() && count.is_none_or(|c| c > 1) {
             ctx.err(
                 "E210",
                 format!("{path}.period"),
                 format!(
                     "source `{}` fires more than once (count {}) and needs a `period`",
                     n.name,
-                    n.count.map_or("unbounded".to_string(), |c| c.to_string())
+                    count.map_or("unbounded".to_string(), |c| c.to_string())
                 ),
             );
         }
@@ -643,7 +1000,7 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
         for (field, set) in [
             ("period", n.period.is_some()),
             ("offset", n.offset != 0),
-            ("count", n.count.is_some()),
+            ("count", count.is_some()),
         ] {
             if set {
                 ctx.err(
@@ -678,25 +1035,137 @@ fn plan_node(ctx: &mut Ctx, path: &str, n: &NodeSpec, default_shape: &Shape) -> 
         is_probe: matches!(n.kernel, KernelSpec::Probe),
         period: n.period,
         offset: n.offset,
-        count: n.count,
+        count,
         latency,
         concurrency: n.concurrency,
         lane: n.lane,
         core: n.core,
+        timing: n.timing,
+        measured_latency: matches!(n.latency, LatencySpec::Word(LatencyWord::Measured)),
+        file_digest: file.as_ref().map(|d| d.digest.clone()),
+        file,
     }
 }
 
-fn kernels_preserve_shape(k: &KernelSpec) -> bool {
-    !matches!(
-        k,
-        KernelSpec::MatMul
-            | KernelSpec::Transpose
-            | KernelSpec::RowSum
-            | KernelSpec::RowMax
-            | KernelSpec::Decimate { .. }
-            | KernelSpec::Interpolate { .. }
-            | KernelSpec::SlotLoad { .. }
-    )
+/// §8: gather adapters sit on input taps, scatter adapters on output taps; a split must divide
+/// its axis.
+fn check_adapters(ctx: &mut Ctx, path: &str, inputs: &[PlanInput], outputs: &[PlanOutput]) {
+    for t in inputs {
+        if let Some(a @ (Adapter::SplitChannels(_) | Adapter::SplitBatch(_))) = t.adapter {
+            ctx.err(
+                "E238",
+                format!("{path}.taps.{}.adapter", t.name),
+                format!("{a:?} scatters an output tap; input `{}` can gather with Broadcast, SumFanIn, ConcatChannels or ConcatBatch", t.name),
+            );
+        }
+    }
+    for t in outputs {
+        let p = format!("{path}.taps.{}.adapter", t.name);
+        match t.adapter {
+            None => {}
+            Some(Adapter::SplitChannels(k)) if k == 0 || t.shape.channels % k != 0 => ctx.err(
+                "E238",
+                p,
+                format!("SplitChannels({k}) must divide the tap's {} channels", t.shape.channels),
+            ),
+            Some(Adapter::SplitBatch(k)) if k == 0 || t.shape.batch % k != 0 => ctx.err(
+                "E238",
+                p,
+                format!("SplitBatch({k}) must divide the tap's batch of {}", t.shape.batch),
+            ),
+            Some(Adapter::SplitChannels(_) | Adapter::SplitBatch(_)) => {}
+            Some(a) => ctx.err(
+                "E238",
+                p,
+                format!("{a:?} gathers into an input tap; output `{}` can scatter with SplitChannels(n) or SplitBatch(n)", t.name),
+            ),
+        }
+    }
+}
+
+/// Shape rules of the shape-changing kernels (E221).
+fn check_shape_rules(
+    ctx: &mut Ctx,
+    path: &str,
+    k: &KernelSpec,
+    inputs: &[PlanInput],
+    outputs: &[PlanOutput],
+) {
+    let (Some(i0), Some(o0)) = (inputs.first(), outputs.first()) else {
+        return;
+    };
+    let p = format!("{path}.taps");
+    match k {
+        KernelSpec::MatMul => {
+            let (a, b) = (i0.shape, inputs.get(1).map_or(i0.shape, |t| t.shape));
+            let want = Shape {
+                frames: b.frames,
+                ..a
+            };
+            if a.frames != b.channels || a.batch != b.batch {
+                ctx.err(
+                    "E221",
+                    p,
+                    format!("MatMul needs a (batch, M, K) and b (batch, K, N); got a {a} and b {b} (set `taps: {{\"b\": (shape: …)}}`)"),
+                );
+            } else if o0.shape != want {
+                ctx.err(
+                    "E221",
+                    p,
+                    format!("MatMul of a {a} and b {b} gives {want}, but `out` is {}", o0.shape),
+                );
+            }
+        }
+        KernelSpec::Transpose | KernelSpec::RowSum | KernelSpec::RowMax => {
+            let s = i0.shape;
+            let want = match k {
+                KernelSpec::Transpose => Shape {
+                    channels: s.frames,
+                    frames: s.channels,
+                    ..s
+                },
+                _ => Shape { frames: 1, ..s },
+            };
+            if o0.shape != want {
+                ctx.err(
+                    "E221",
+                    p,
+                    format!("{} of {s} gives {want}, but `out` is {}", k.kind(), o0.shape),
+                );
+            }
+        }
+        KernelSpec::Decimate { factor } | KernelSpec::Interpolate { factor } if *factor > 0 => {
+            let (si, so) = (i0.shape, o0.shape);
+            let n_in = u64::from(i0.rate) * u64::from(si.frames);
+            let n_out = u64::from(o0.rate) * u64::from(so.frames);
+            let f = u64::from(*factor);
+            let ok = match k {
+                KernelSpec::Decimate { .. } => n_in == f * n_out,
+                _ => n_in * f == n_out,
+            };
+            if si.batch != so.batch || si.channels != so.channels {
+                ctx.err(
+                    "E221",
+                    p,
+                    format!("{} keeps batch and channels: `in` is {si}, `out` is {so}", k.kind()),
+                );
+            } else if !ok {
+                ctx.err(
+                    "E221",
+                    p,
+                    format!(
+                        "{}({factor}) consumes rate × frames = {n_in} samples per row and must produce {} (it produces {n_out}): adjust the tap rates or frames",
+                        k.kind(),
+                        match k {
+                            KernelSpec::Decimate { .. } => format!("{n_in}/{factor}"),
+                            _ => format!("{n_in}·{factor}"),
+                        }
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Resolves `"node.tap"`; `output` says which side the tap must be on.

@@ -196,7 +196,14 @@ impl Report {
             "thermal": {},
             "deadlock": deadlock,
             "device": device,
-            "deterministic": true,
+            "timing": stats.timing.iter().map(|(&n, t)| (plan.nodes[n].name.clone(), json!({
+                "firings": t.firings,
+                "total_ns": t.total_ns,
+                "mean_ns": t.total_ns.checked_div(t.firings).unwrap_or(0),
+                "min_ns": t.min_ns,
+                "max_ns": t.max_ns,
+            }))).collect::<Map<_, _>>(),
+            "deterministic": !plan.nodes.iter().any(|n| n.measured_latency),
             "error": error.as_ref().map(|e| json!({"code": e.code, "message": e.message})),
         });
         Report {

@@ -6,6 +6,7 @@
 
 use crate::arena::TokenArena;
 use crate::ecs::*;
+use crate::adapters::gather;
 use crate::kernels::{FireIo, InputBlock};
 use bevy_ecs::prelude::*;
 
@@ -53,7 +54,24 @@ pub fn kernel_execute(
                 } else {
                     want
                 };
-                if let Some(ch) = port.channel {
+                if port.gathers() {
+                    // §8 gather: one token from every channel makes one tap token.
+                    scratch.parts.resize_with(port.channels.len(), Vec::new);
+                    for (k, &ch) in port.channels.iter().enumerate() {
+                        scratch.parts[k].clear();
+                        arena.pop(ch, take, &mut scratch.parts[k], &mut scratch.metas);
+                    }
+                    scratch.metas.truncate(take);
+                    let mut slices: Vec<&[f32]> = Vec::with_capacity(port.channels.len());
+                    for t in 0..take {
+                        slices.clear();
+                        for (k, s) in port.channel_shapes.iter().enumerate() {
+                            let len = s.elements() as usize;
+                            slices.push(&scratch.parts[k][t * len..(t + 1) * len]);
+                        }
+                        gather(port.adapter, port.shape, &port.channel_shapes, &slices, buf);
+                    }
+                } else if let Some(ch) = port.channel {
                     arena.pop(ch, take, buf, &mut scratch.metas);
                 }
                 // A probe records the tokens it consumed, never the fallbacks of an optional tap.
@@ -98,12 +116,26 @@ pub fn kernel_execute(
                 })
                 .collect();
             let index = rt.firings_started;
-            kernel.0.fire(&mut FireIo {
+            let mut io = FireIo {
                 firing: index,
                 tick: now.tick,
                 inputs: &inputs,
                 outputs: &mut outputs,
-            });
+            };
+            let mut latency = latency;
+            if wiring.timed {
+                // Wall-clock timing never changes simulated time, except under
+                // `latency: Measured`, which makes the run non-deterministic (§7).
+                let started = std::time::Instant::now();
+                kernel.0.fire(&mut io);
+                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats.timing.entry(n).or_default().record(ns);
+                if wiring.measured_latency {
+                    latency = (ns as f64 * 1e-9 * wiring.tick_hz).ceil() as u64;
+                }
+            } else {
+                kernel.0.fire(&mut io);
+            }
             rt.firings_started += 1;
             stats.firings[n] += 1;
             step.changed = true;

@@ -113,9 +113,9 @@ fn unimplemented_features_are_refused_with_exit_4() {
         &scene,
         r#"Scene(version: 1, name: "r", nodes: [
             Node(name: "src", kernel: Const(value: 1.0), count: 1),
-            Node(name: "lp", kernel: Biquad(mode: Lowpass, cutoff_hz: 0.1, q: 0.7)),
+            Node(name: "lp", kernel: Select(slot: 0)),
             Node(name: "out", kernel: Probe, gate: Some("g"))],
-          edges: [Edge(from: "src.out", to: "lp.in"), Edge(from: "lp.out", to: "out.in", policy: DropOldest)],
+          edges: [Edge(from: "src.out", to: "lp.in"), Edge(from: "lp.then", to: "out.in", policy: DropOldest)],
           gates: [Gate(name: "g", members: ["out"])],
           task_window: Some((size: 4)))"#,
     )

@@ -14,6 +14,9 @@ fn every_example_scene_runs() {
         ("hello", 0, "completed"),
         ("parks_fixed", 3, "deadlock"),
         ("parks_growth", 0, "completed"),
+        ("pto2_vector_diamond", 0, "completed"),
+        ("pto_matmul_diamond", 0, "completed"),
+        ("pto_vector_diamond", 0, "completed"),
         ("strict_quiescent", 3, "deadlock"),
         ("zero_delay_chain", 0, "completed"),
     ];
@@ -49,7 +52,7 @@ fn hello_digests_are_stable() {
     assert_eq!(again.report().output_digest, r.output_digest);
     assert_eq!(
         r.plan_digest,
-        "8f89d5f45feef5d2fadd3196fb3c66c2192c3390e24fee6c3b4c5b72f268851c"
+        "e751ab743e5fde9a5e4d3e616f776665bd94d6f1507e9d2371435ea5dd73001f"
     );
     assert_eq!(
         r.output_digest,

@@ -2,7 +2,7 @@
 //! firing consumes its input rates and writes `rate` tokens filled with its firing index on
 //! every output.
 
-use super::{FireIo, InputView, Kernel};
+use super::{BackwardIo, FireIo, InputView, Kernel, NoAdjoint};
 
 pub struct Actor {
     in_rates: Vec<u32>,
@@ -19,7 +19,7 @@ impl Actor {
 }
 
 impl Kernel for Actor {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> &str {
         "Actor"
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
@@ -35,5 +35,11 @@ impl Kernel for Actor {
                 out.push_fill(v);
             }
         }
+    }
+    fn backward(&self, _: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        Err(NoAdjoint::new(
+            "Actor",
+            "a synthetic actor writes its firing index, which does not depend on its inputs",
+        ))
     }
 }

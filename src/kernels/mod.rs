@@ -4,11 +4,21 @@
 //! compute *demand*, and blocks of consumed tokens to compute outputs.
 
 pub mod actor;
+pub mod bands;
+pub mod dsp;
 pub mod elementwise;
+pub mod registry;
+pub mod slew;
 pub mod sources;
 pub mod streams;
+pub mod tiles;
 
-use crate::scene::{KernelSpec, TapDir};
+pub use registry::{KernelFactory, KernelRegistry, RegistryError};
+
+use crate::scene::{CoreType, KernelSpec, Shape, TapDir};
+use serde::Serialize;
+use std::any::Any;
+
 
 /// What a kernel may know about one of its input channels when it decides its demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,10 +91,108 @@ pub struct FireIo<'a> {
     pub outputs: &'a mut [OutputBlock],
 }
 
+/// A differentiable kernel parameter, named `node.param` in gradient reports (`param` here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub value: f64,
+}
+
+impl Param {
+    pub fn new(name: impl Into<String>, value: f64) -> Self {
+        Param {
+            name: name.into(),
+            value,
+        }
+    }
+}
+
+/// Why a kernel has no adjoint (a typed refusal: `grad` names the node and this reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("kernel `{kind}` has no adjoint: {reason}")]
+pub struct NoAdjoint {
+    pub kind: String,
+    pub reason: String,
+}
+
+impl NoAdjoint {
+    pub fn new(kind: &str, reason: &str) -> Self {
+        NoAdjoint {
+            kind: kind.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A parameter that cannot be set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("kernel `{kind}` has no parameter `{name}`")]
+    Unknown { kind: String, name: String },
+    #[error("parameter `{name}` = {value}: {reason}")]
+    Invalid {
+        name: String,
+        value: f64,
+        reason: String,
+    },
+}
+
+/// One firing seen backwards: the forward values, the state saved before it, and the gradient
+/// buffers the kernel's adjoint reads and accumulates into (all gradients in `f64`).
+pub struct BackwardIo<'a> {
+    pub firing: u64,
+    pub tick: u64,
+    /// Forward inputs as consumed (after optional-tap fallbacks and adapters).
+    pub inputs: &'a [InputBlock<'a>],
+    /// Forward outputs as produced.
+    pub outputs: &'a [InputBlock<'a>],
+    /// What [`Kernel::save_state`] wrote before this firing.
+    pub saved: &'a [f32],
+    /// dL/d(output) per output tap, one value per produced element.
+    pub grad_outputs: &'a [Vec<f64>],
+    /// dL/d(input) per input tap, one value per consumed element: *accumulate* (`+=`).
+    pub grad_inputs: &'a mut [Vec<f64>],
+    /// On entry dL/d(state after the firing); on exit dL/d(state before it).
+    /// Length [`Kernel::state_len`].
+    pub grad_state: &'a mut [f64],
+    /// dL/d(parameter) in [`Kernel::params`] order: *accumulate*.
+    pub grad_params: &'a mut [f64],
+}
+
+/// What one firing costs a device (SPEC §12): the device turns this into a latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    /// Elements computed (written) per firing.
+    pub elements: u64,
+    /// Bytes read from inputs and written to outputs per firing.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The core type that runs it on an NPU.
+    pub core: CoreType,
+    /// `(batch, m, k, n)` for matrix products (cube cost formula).
+    pub matmul: Option<[u64; 4]>,
+}
+
+/// Gives `&mut dyn Any` for any kernel, so a cohort function can reach its concrete type.
+/// Call it on `&mut dyn Kernel` (e.g. `boxed.as_mut().as_any_mut()`), never on the `Box`.
+pub trait AsAny {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// A node's behaviour. Implementations must be deterministic functions of their state and inputs.
-pub trait Kernel: Send + Sync + 'static {
-    /// The kernel kind (the RON variant name).
-    fn kind(&self) -> &'static str;
+pub trait Kernel: AsAny + Send + Sync + 'static {
+    /// The kernel kind (the RON variant name, or a registered custom kind).
+    fn kind(&self) -> &str;
 
     /// Tokens demanded on each input tap for the next firing (default: the tap rates).
     fn demand(&self, inputs: &[InputView], demand: &mut [u32]);
@@ -101,8 +209,98 @@ pub trait Kernel: Send + Sync + 'static {
     /// The most tokens one firing writes to output tap `tap`.
     fn max_production(&self, tap: usize) -> u32;
 
-    /// Computes one firing.
+    /// Computes one firing (the forward form).
     fn fire(&mut self, io: &mut FireIo<'_>);
+
+    /// The differentiable parameters and their current values (f64 views of the f32 values the
+    /// kernel computes with).
+    fn params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+
+    /// Sets a parameter between runs (no re-planning). Values are validated like the scene's.
+    fn set_param(&mut self, name: &str, value: f64) -> Result<(), ParamError> {
+        let _ = value;
+        Err(ParamError::Unknown {
+            kind: self.kind().to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Length of the state the adjoint carries between firings (`grad_state`).
+    fn state_len(&self) -> usize {
+        0
+    }
+
+    /// Appends the state the adjoint needs, as it is *before* the next firing.
+    fn save_state(&self, out: &mut Vec<f32>) {
+        let _ = out;
+    }
+
+    /// The adjoint of one firing (reverse mode), or a typed refusal.
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        let _ = io;
+        Err(NoAdjoint::new(self.kind(), "no adjoint is defined"))
+    }
+
+    /// What a firing costs a device. The default is an elementwise vector job over the outputs.
+    fn cost(&self, sig: &Signature) -> Cost {
+        default_cost(sig, CoreType::Vector)
+    }
+
+    /// Input energy of one firing, `Σ x²` over every consumed element (SPEC §14 heat input).
+    fn heat(&self, inputs: &[InputBlock<'_>]) -> f64 {
+        inputs
+            .iter()
+            .flat_map(|b| b.values.iter())
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum()
+    }
+}
+
+/// The cost of a job that reads every input and writes every output once.
+pub fn default_cost(sig: &Signature, core: CoreType) -> Cost {
+    let per = |taps: &[TapSig]| -> u64 {
+        taps.iter()
+            .map(|t| u64::from(t.rate) * t.token_len as u64)
+            .sum()
+    };
+    let (i, o) = (per(&sig.inputs), per(&sig.outputs));
+    Cost {
+        elements: o.max(i),
+        bytes_in: 4 * i,
+        bytes_out: 4 * o,
+        core,
+        matmul: None,
+    }
+}
+
+/// One member of a cohort call: a kernel and its firing.
+pub struct CohortMember<'k, 'io> {
+    pub kernel: &'k mut dyn Kernel,
+    pub io: FireIo<'io>,
+}
+
+/// The batched form of a kernel kind: fires every member (all of that kind) in one call, with
+/// results bit-identical to firing them one by one.
+pub type CohortFn = fn(&mut [CohortMember<'_, '_>]);
+
+/// Fires a cohort one member at a time (the fallback batched form).
+pub fn fire_each(members: &mut [CohortMember<'_, '_>]) {
+    for m in members {
+        m.kernel.fire(&mut m.io);
+    }
+}
+
+/// Runs a cohort of same-kind nodes through the kind's batched form.
+pub fn fire_cohort(registry: &KernelRegistry, members: &mut [CohortMember<'_, '_>]) {
+    let Some(kind) = members.first().map(|m| m.kernel.kind().to_string()) else {
+        return;
+    };
+    match registry.cohort_fn(&kind) {
+        Some(f) if members.iter().all(|m| m.kernel.kind() == kind) => f(members),
+        _ => fire_each(members),
+    }
 }
 
 /// A tap as the plan resolved it, handed to kernel constructors.
@@ -111,6 +309,7 @@ pub struct TapSig {
     pub name: String,
     pub rate: u32,
     pub token_len: usize,
+    pub shape: Shape,
 }
 
 /// The resolved taps of a node.
@@ -138,136 +337,297 @@ pub enum RateRule {
     Uniform,
     /// Rate 1 only (stream kernels with their own demand).
     One,
+    /// Multi-rate resampling: the samples per row consumed and produced per firing must be in
+    /// the kernel's ratio (`Decimate`, `Interpolate`).
+    Resample,
 }
 
 /// The most taps a kernel with a tap count parameter (`Mix`, `BandSplit`, `BandMerge`) may have;
 /// larger counts are plan errors, and tap lists never grow beyond it.
 pub const MAX_GENERATED_TAPS: u32 = 1024;
 
-/// The built-in taps of a kernel: `(inputs, outputs, rate rule)`; `None` for `Actor`, whose taps
-/// are declared in the scene with `dir`.
-pub fn builtin_taps(spec: &KernelSpec) -> Option<(Vec<String>, Vec<String>, RateRule)> {
+/// Every built-in kernel kind (the RON variant names), in SPEC §7 order.
+pub const BUILTIN_KINDS: &[&str] = &[
+    "Const",
+    "Ramp",
+    "Sine",
+    "Saw",
+    "Square",
+    "Noise",
+    "File",
+    "Gain",
+    "Offset",
+    "Map",
+    "Add",
+    "Sub",
+    "Mul",
+    "Mix",
+    "AddScalar",
+    "MulScalar",
+    "OnePole",
+    "Biquad",
+    "Fir",
+    "Decimate",
+    "Interpolate",
+    "BandSplit",
+    "BandMerge",
+    "Envelope",
+    "OrderedMerge",
+    "Filter",
+    "Take",
+    "Select",
+    "SlotLoad",
+    "MatMul",
+    "Softmax",
+    "RowSum",
+    "RowMax",
+    "Transpose",
+    "Copy",
+    "SlewIntegrator",
+    "Probe",
+    "Actor",
+];
+
+/// A kernel's taps as the planner sees them: `(name, default rate)` per direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapLayout {
+    pub inputs: Vec<(String, u32)>,
+    pub outputs: Vec<(String, u32)>,
+    pub rule: RateRule,
+    /// Every tap carries one token shape.
+    pub preserves_shape: bool,
+}
+
+fn names(prefix: &str, n: u32) -> Vec<(String, u32)> {
+    // Tap counts above the limit are plan errors; never build huge tap lists for them.
+    let n = if n > MAX_GENERATED_TAPS { 0 } else { n };
+    (0..n).map(|i| (format!("{prefix}{i}"), 1)).collect()
+}
+
+/// The taps of a kernel; `Ok(None)` for `Actor`, whose taps the scene declares with `dir`;
+/// `Err` for a custom kind the registry does not know.
+pub fn kernel_taps(
+    spec: &KernelSpec,
+    registry: &KernelRegistry,
+) -> Result<Option<TapLayout>, String> {
     use KernelSpec::*;
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    Some(match spec {
+    let one = |v: &[&str]| v.iter().map(|x| (x.to_string(), 1)).collect::<Vec<_>>();
+    let layout = |inputs, outputs, rule| TapLayout {
+        inputs,
+        outputs,
+        rule,
+        preserves_shape: true,
+    };
+    Ok(Some(match spec {
         Const { .. }
         | Ramp { .. }
         | Sine { .. }
         | Saw { .. }
         | Square { .. }
         | Noise { .. }
-        | File { .. } => (vec![], s(&["out"]), RateRule::Free),
-        Add | Sub | Mul | MatMul => (s(&["a", "b"]), s(&["out"]), RateRule::Uniform),
-        OrderedMerge { .. } => (s(&["a", "b"]), s(&["out"]), RateRule::One),
-        Mix { inputs, .. } => (
-            (0..if *inputs > MAX_GENERATED_TAPS {
-                0
-            } else {
-                *inputs
-            })
-                .map(|i| format!("in{i}"))
-                .collect(),
-            s(&["out"]),
-            RateRule::Uniform,
-        ),
-        Select { .. } => (s(&["in"]), s(&["then", "else"]), RateRule::One),
-        SlewIntegrator { .. } => (s(&["in"]), s(&["out", "integral"]), RateRule::Uniform),
-        Probe => (s(&["in"]), vec![], RateRule::Free),
-        SlotLoad { .. } => (s(&["in"]), vec![], RateRule::One),
-        BandSplit { bands } => (
-            s(&["in"]),
-            (0..if *bands > MAX_GENERATED_TAPS {
-                0
-            } else {
-                *bands
-            })
-                .map(|i| format!("band{i}"))
-                .collect(),
-            RateRule::Uniform,
-        ),
-        BandMerge { bands } => (
-            (0..if *bands > MAX_GENERATED_TAPS {
-                0
-            } else {
-                *bands
-            })
-                .map(|i| format!("band{i}"))
-                .collect(),
-            s(&["out"]),
-            RateRule::Uniform,
-        ),
-        Filter { .. } | Take { .. } => (s(&["in"]), s(&["out"]), RateRule::One),
-        Decimate { .. } | Interpolate { .. } => (s(&["in"]), s(&["out"]), RateRule::Free),
-        Actor => return None,
-        _ => (s(&["in"]), s(&["out"]), RateRule::Uniform),
-    })
+        | File { .. } => layout(vec![], one(&["out"]), RateRule::Free),
+        Add | Sub | Mul => layout(one(&["a", "b"]), one(&["out"]), RateRule::Uniform),
+        MatMul => TapLayout {
+            preserves_shape: false,
+            ..layout(one(&["a", "b"]), one(&["out"]), RateRule::Uniform)
+        },
+        OrderedMerge { .. } => layout(one(&["a", "b"]), one(&["out"]), RateRule::One),
+        Mix { inputs, .. } => layout(names("in", *inputs), one(&["out"]), RateRule::Uniform),
+        Select { .. } => layout(one(&["in"]), one(&["then", "else"]), RateRule::One),
+        SlewIntegrator { .. } => {
+            layout(one(&["in"]), one(&["out", "integral"]), RateRule::Uniform)
+        }
+        Probe => layout(one(&["in"]), vec![], RateRule::Free),
+        SlotLoad { .. } => TapLayout {
+            preserves_shape: false,
+            ..layout(one(&["in"]), vec![], RateRule::One)
+        },
+        BandSplit { bands } => layout(one(&["in"]), names("band", *bands), RateRule::Uniform),
+        BandMerge { bands } => layout(names("band", *bands), one(&["out"]), RateRule::Uniform),
+        Filter { .. } | Take { .. } => layout(one(&["in"]), one(&["out"]), RateRule::One),
+        Decimate { factor } => TapLayout {
+            preserves_shape: false,
+            ..layout(
+                vec![("in".into(), (*factor).max(1))],
+                one(&["out"]),
+                RateRule::Resample,
+            )
+        },
+        Interpolate { factor } => TapLayout {
+            preserves_shape: false,
+            ..layout(
+                one(&["in"]),
+                vec![("out".into(), (*factor).max(1))],
+                RateRule::Resample,
+            )
+        },
+        Transpose | RowSum | RowMax => TapLayout {
+            preserves_shape: false,
+            ..layout(one(&["in"]), one(&["out"]), RateRule::Uniform)
+        },
+        Actor => return Ok(None),
+        Custom { kind, params } => {
+            let f = registry
+                .get(kind)
+                .ok_or_else(|| format!("unknown custom kernel kind `{kind}` (register it first)"))?;
+            let taps = |v: Vec<String>| v.into_iter().map(|n| (n, 1)).collect();
+            TapLayout {
+                inputs: taps(f.inputs(params)),
+                outputs: taps(f.outputs(params)),
+                rule: f.rate_rule(),
+                preserves_shape: f.preserves_shape(),
+            }
+        }
+        Gain { .. }
+        | Offset { .. }
+        | Map { .. }
+        | AddScalar { .. }
+        | MulScalar { .. }
+        | OnePole { .. }
+        | Biquad { .. }
+        | Fir { .. }
+        | Envelope { .. }
+        | Softmax { .. }
+        | Copy => layout(one(&["in"]), one(&["out"]), RateRule::Uniform),
+    }))
 }
 
 /// Direction of an Actor tap (re-exported for the planner).
 pub type Dir = TapDir;
 
+/// What a kernel constructor may know beyond its parameters.
+#[derive(Clone, Copy)]
+pub struct BuildCtx<'a> {
+    pub sig: &'a Signature,
+    /// The sample rate of DSP kernels (SPEC §7: one frame = one sample at `tick_hz`).
+    pub tick_hz: f64,
+    /// Samples of a `File` source, decoded at plan time.
+    pub file: Option<&'a std::sync::Arc<sources::FileData>>,
+    pub registry: &'a KernelRegistry,
+}
+
 /// Builds the kernel instance for a node, or `None` when this build has no implementation
 /// (the scene scan refuses such nodes before planning, R320).
-pub fn instantiate(spec: &KernelSpec, sig: &Signature) -> Option<Box<dyn Kernel>> {
+pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kernel>> {
     use KernelSpec::*;
+    use elementwise::{Binary, BinaryOp, Unary, UnaryOp};
+    let sig = ctx.sig;
     let ins = sig.in_rates();
     let outs = sig.out_rates();
-    // Tap lists come from `builtin_taps`, so index 0 exists; fall back to rate 1 defensively.
+    // Tap lists come from `kernel_taps`, so index 0 exists; fall back to rate 1 defensively.
     let in0 = ins.first().copied().unwrap_or(1);
     let out0 = outs.first().copied().unwrap_or(1);
+    let out_shape = sig.outputs.first().map_or(Shape::default(), |t| t.shape);
+    let in_shape = sig.inputs.first().map_or(Shape::default(), |t| t.shape);
+    let fs = ctx.tick_hz;
     Some(match spec {
         Const { value } => Box::new(sources::Const::new(*value, out0)),
         Ramp { start, step } => Box::new(sources::Ramp::new(*start, *step, out0)),
-        Gain { gain } => Box::new(elementwise::Unary::new(
-            "Gain",
-            elementwise::UnaryOp::Mul(*gain as f32),
-            in0,
+        Sine {
+            freq_hz,
+            amp,
+            phase,
+        } => Box::new(sources::Osc::new(
+            sources::Wave::Sine {
+                phase: *phase,
+            },
+            *freq_hz,
+            *amp,
+            fs,
+            out0,
+            out_shape,
         )),
-        MulScalar { value } => Box::new(elementwise::Unary::new(
-            "MulScalar",
-            elementwise::UnaryOp::Mul(*value as f32),
-            in0,
+        Saw { freq_hz, amp } => Box::new(sources::Osc::new(
+            sources::Wave::Saw,
+            *freq_hz,
+            *amp,
+            fs,
+            out0,
+            out_shape,
         )),
-        Offset { value } => Box::new(elementwise::Unary::new(
-            "Offset",
-            elementwise::UnaryOp::Add(*value as f32),
-            in0,
+        Square {
+            freq_hz,
+            amp,
+            duty,
+        } => Box::new(sources::Osc::new(
+            sources::Wave::Square { duty: *duty },
+            *freq_hz,
+            *amp,
+            fs,
+            out0,
+            out_shape,
         )),
-        AddScalar { value } => Box::new(elementwise::Unary::new(
-            "AddScalar",
-            elementwise::UnaryOp::Add(*value as f32),
-            in0,
+        Noise { seed, amp } => Box::new(sources::Noise::new(*seed, *amp, out0, out_shape)),
+        File { .. } => Box::new(sources::FileSource::new(
+            ctx.file?.clone(),
+            out0,
+            out_shape,
         )),
-        Map { op } => Box::new(elementwise::Unary::new(
-            "Map",
-            elementwise::UnaryOp::Map(*op),
-            in0,
+        Gain { gain } => Box::new(Unary::new("Gain", UnaryOp::Mul(*gain as f32), in0)),
+        MulScalar { value } => Box::new(Unary::new("MulScalar", UnaryOp::Mul(*value as f32), in0)),
+        Offset { value } => Box::new(Unary::new("Offset", UnaryOp::Add(*value as f32), in0)),
+        AddScalar { value } => Box::new(Unary::new("AddScalar", UnaryOp::Add(*value as f32), in0)),
+        Map { op } => Box::new(Unary::new("Map", UnaryOp::Map(*op), in0)),
+        Copy => Box::new(Unary::new("Copy", UnaryOp::Identity, in0)),
+        Add => Box::new(Binary::new("Add", BinaryOp::Add, in0)),
+        Sub => Box::new(Binary::new("Sub", BinaryOp::Sub, in0)),
+        Mul => Box::new(Binary::new("Mul", BinaryOp::Mul, in0)),
+        Mix { gains, .. } => Box::new(elementwise::Mix::new(gains, in0)),
+        OnePole { coeff } => Box::new(dsp::OnePole::new(*coeff, in0, in_shape)),
+        Biquad {
+            mode,
+            cutoff_hz,
+            q,
+            gain_db,
+        } => Box::new(dsp::Biquad::new(
+            *mode, *cutoff_hz, *q, *gain_db, fs, in0, in_shape,
         )),
-        Copy => Box::new(elementwise::Unary::new(
-            "Copy",
-            elementwise::UnaryOp::Identity,
+        Fir { taps } => Box::new(dsp::Fir::new(taps, in0, in_shape)),
+        Decimate { factor } => Box::new(dsp::Resample::decimate(*factor, sig)),
+        Interpolate { factor } => Box::new(dsp::Resample::interpolate(*factor, sig)),
+        Envelope {
+            attack,
+            hold,
+            decay,
+            sustain,
+            release,
+        } => Box::new(dsp::Envelope::new(
+            [*attack, *hold, *decay, *sustain, *release],
+            fs,
             in0,
+            in_shape,
         )),
-        Add => Box::new(elementwise::Binary::new(
-            "Add",
-            elementwise::BinaryOp::Add,
-            in0,
-        )),
-        Sub => Box::new(elementwise::Binary::new(
-            "Sub",
-            elementwise::BinaryOp::Sub,
-            in0,
-        )),
-        Mul => Box::new(elementwise::Binary::new(
-            "Mul",
-            elementwise::BinaryOp::Mul,
-            in0,
-        )),
+        BandSplit { bands } => Box::new(bands::BandSplit::new(*bands as usize, in0, in_shape)),
+        BandMerge { bands } => Box::new(bands::BandMerge::new(*bands as usize, in0)),
+        MatMul => Box::new(tiles::MatMul::new(sig)),
+        Softmax { axis } => Box::new(tiles::Softmax::new(*axis, in0, in_shape)),
+        RowSum => Box::new(tiles::RowReduce::new(tiles::Reduce::Sum, in0, in_shape)),
+        RowMax => Box::new(tiles::RowReduce::new(tiles::Reduce::Max, in0, in_shape)),
+        Transpose => Box::new(tiles::Transpose::new(in0, in_shape)),
+        SlewIntegrator {
+            mode,
+            sample_rate_hz,
+        } => Box::new(slew::SlewIntegrator::new(*mode, *sample_rate_hz, in0, in_shape)),
         Probe => Box::new(streams::ProbeSink::new(in0)),
-        OrderedMerge { dedup } => Box::new(streams::OrderedMerge::new(*dedup)),
+        OrderedMerge { dedup } => Box::new(streams::OrderedMerge::new(
+            *dedup,
+            sig.inputs.first().map_or(1, |t| t.token_len),
+        )),
         Filter { pred } => Box::new(streams::Filter::new(*pred)),
         Take { n } => Box::new(streams::Take::new(*n)),
         Actor => Box::new(actor::Actor::new(ins, outs)),
-        _ => return None,
+        Custom { kind, params } => ctx.registry.get(kind)?.build(params, sig),
+        Select { .. } | SlotLoad { .. } => return None,
     })
+}
+
+/// The batched form of a built-in kind, where it has one beyond one-by-one firing.
+pub fn builtin_cohort_fn(kind: &str) -> Option<CohortFn> {
+    match kind {
+        "Biquad" => Some(dsp::biquad_cohort),
+        "Gain" | "MulScalar" | "Offset" | "AddScalar" | "Map" | "Copy" => {
+            Some(elementwise::unary_cohort)
+        }
+        _ => None,
+    }
 }

@@ -1,6 +1,6 @@
 //! Stream kernels: Kahn processes whose demand depends on their state (SPEC §7).
 
-use super::{FireIo, InputView, Kernel};
+use super::{BackwardIo, FireIo, InputView, Kernel, NoAdjoint};
 use crate::scene::Pred;
 
 /// `Probe`: the sink recorded to the output. The engine records the consumed tokens with their
@@ -16,7 +16,7 @@ impl ProbeSink {
 }
 
 impl Kernel for ProbeSink {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> &str {
         "Probe"
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
@@ -26,6 +26,9 @@ impl Kernel for ProbeSink {
         0
     }
     fn fire(&mut self, _: &mut FireIo<'_>) {}
+    fn backward(&self, _: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        Ok(()) // the loss gradient enters at the probe's inputs, from the tape
+    }
 }
 
 /// `OrderedMerge(dedup)`: merges two ascending streams (ordered by each token's first element).
@@ -38,7 +41,7 @@ impl Kernel for ProbeSink {
 /// ```
 /// use tapwheel::kernels::{InputView, Kernel};
 /// use tapwheel::kernels::streams::OrderedMerge;
-/// let m = OrderedMerge::new(true);
+/// let m = OrderedMerge::new(true, 1);
 /// let open = InputView { visible: 0, held: 0, closed: false, drained: true, optional: false };
 /// let done = InputView { visible: 0, held: 0, closed: true, drained: true, optional: false };
 /// let mut d = [0u32; 2];
@@ -50,19 +53,35 @@ impl Kernel for ProbeSink {
 pub struct OrderedMerge {
     dedup: bool,
     heads: [Option<Vec<f32>>; 2],
+    token_len: usize,
 }
 
 impl OrderedMerge {
-    pub fn new(dedup: bool) -> Self {
+    pub fn new(dedup: bool, token_len: usize) -> Self {
         OrderedMerge {
             dedup,
             heads: [None, None],
+            token_len,
+        }
+    }
+
+    /// Which heads a firing takes, given the heads after consuming.
+    fn choose(&self, keys: [Option<f32>; 2]) -> [bool; 2] {
+        match (keys[0], keys[1]) {
+            (Some(a), Some(b)) => match a.total_cmp(&b) {
+                std::cmp::Ordering::Less => [true, false],
+                std::cmp::Ordering::Greater => [false, true],
+                std::cmp::Ordering::Equal => [true, self.dedup],
+            },
+            (Some(_), None) => [true, false],
+            (None, Some(_)) => [false, true],
+            (None, None) => [false, false],
         }
     }
 }
 
 impl Kernel for OrderedMerge {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> &str {
         "OrderedMerge"
     }
     fn demand(&self, inputs: &[InputView], demand: &mut [u32]) {
@@ -83,16 +102,7 @@ impl Kernel for OrderedMerge {
             }
         }
         let key = |h: &Option<Vec<f32>>| h.as_ref().and_then(|t| t.first().copied());
-        let take = match (key(&self.heads[0]), key(&self.heads[1])) {
-            (Some(a), Some(b)) => match a.total_cmp(&b) {
-                std::cmp::Ordering::Less => [true, false],
-                std::cmp::Ordering::Greater => [false, true],
-                std::cmp::Ordering::Equal => [true, self.dedup],
-            },
-            (Some(_), None) => [true, false],
-            (None, Some(_)) => [false, true],
-            (None, None) => [false, false],
-        };
+        let take = self.choose([key(&self.heads[0]), key(&self.heads[1])]);
         // Emit one token; with dedup an equal head on `b` is cleared too.
         let mut emitted = false;
         for (head, take) in self.heads.iter_mut().zip(take) {
@@ -104,6 +114,55 @@ impl Kernel for OrderedMerge {
                 emitted = true;
             }
         }
+    }
+    /// The state is both heads: `[present_a, present_b, head_a…, head_b…]` saved, and the
+    /// gradient of each head's values carried.
+    fn state_len(&self) -> usize {
+        2 * self.token_len
+    }
+    fn save_state(&self, out: &mut Vec<f32>) {
+        out.extend(self.heads.iter().map(|h| if h.is_some() { 1.0 } else { 0.0 }));
+        for h in &self.heads {
+            match h {
+                Some(t) => out.extend_from_slice(t),
+                None => out.extend(std::iter::repeat_n(0.0, self.token_len)),
+            }
+        }
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        let len = self.token_len;
+        let present = |i: usize| io.saved.get(i).is_some_and(|&p| p != 0.0);
+        let consumed = [0, 1].map(|i| io.inputs[i].tokens() > 0);
+        let key = |i: usize| -> Option<f32> {
+            if consumed[i] {
+                io.inputs[i].values.first().copied()
+            } else if present(i) {
+                io.saved.get(2 + i * len).copied()
+            } else {
+                None
+            }
+        };
+        let take = self.choose([key(0), key(1)]);
+        let emitted = if take[0] { 0 } else { 1 };
+        for i in 0..2 {
+            // The adjoint of head i after consuming, before the firing's choice.
+            let mid: Vec<f64> = if !take[i] {
+                io.grad_state[i * len..(i + 1) * len].to_vec()
+            } else if i == emitted && io.outputs[0].tokens() > 0 {
+                io.grad_outputs[0][..len].to_vec()
+            } else {
+                vec![0.0; len]
+            };
+            if consumed[i] {
+                for (g, m) in io.grad_inputs[i].iter_mut().zip(&mid) {
+                    *g += m;
+                }
+                io.grad_state[i * len..(i + 1) * len].fill(0.0);
+            } else {
+                io.grad_state[i * len..(i + 1) * len].copy_from_slice(&mid);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -142,7 +201,7 @@ pub fn pred_holds(pred: Pred, v: f32) -> bool {
 }
 
 impl Kernel for Filter {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> &str {
         "Filter"
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
@@ -155,6 +214,19 @@ impl Kernel for Filter {
         let t = io.inputs[0].token(0);
         if t.first().is_some_and(|&v| pred_holds(self.pred, v)) {
             io.outputs[0].push(t);
+        }
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        pass_through(io);
+        Ok(())
+    }
+}
+
+/// The adjoint of a kernel that copies its input token to its output (or drops it).
+fn pass_through(io: &mut BackwardIo<'_>) {
+    if io.outputs[0].tokens() > 0 {
+        for (g, o) in io.grad_inputs[0].iter_mut().zip(&io.grad_outputs[0]) {
+            *g += o;
         }
     }
 }
@@ -172,7 +244,7 @@ impl Take {
 }
 
 impl Kernel for Take {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> &str {
         "Take"
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
@@ -188,5 +260,9 @@ impl Kernel for Take {
     fn fire(&mut self, io: &mut FireIo<'_>) {
         io.outputs[0].push(io.inputs[0].token(0));
         self.taken += 1;
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        pass_through(io);
+        Ok(())
     }
 }

@@ -18,9 +18,6 @@ fn default_concurrency() -> Option<u32> {
 fn default_max_capacity() -> u32 {
     65536
 }
-fn default_rate() -> u32 {
-    1
-}
 fn half() -> f64 {
     0.5
 }
@@ -237,8 +234,9 @@ pub struct ThrottleSpec {
 pub struct TapOverride {
     #[serde(default)]
     pub dir: Option<TapDir>,
-    #[serde(default = "default_rate")]
-    pub rate: u32,
+    /// `None`: the kernel's default rate (1, or `factor` on `Decimate.in`/`Interpolate.out`).
+    #[serde(default)]
+    pub rate: Option<u32>,
     #[serde(default)]
     pub optional: bool,
     #[serde(default)]
@@ -593,6 +591,12 @@ pub enum KernelSpec {
     },
     Probe,
     Actor,
+    /// A kernel registered by the embedding program (`KernelRegistry`).
+    Custom {
+        kind: String,
+        #[serde(default)]
+        params: std::collections::BTreeMap<String, f64>,
+    },
 }
 
 fn default_q() -> f64 {
@@ -642,7 +646,7 @@ pub enum SlewMode {
 
 impl KernelSpec {
     /// The RON variant name, which is also the kernel *kind* used by cohorts.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &str {
         use KernelSpec::*;
         match self {
             Const { .. } => "Const",
@@ -683,6 +687,7 @@ impl KernelSpec {
             SlewIntegrator { .. } => "SlewIntegrator",
             Probe => "Probe",
             Actor => "Actor",
+            Custom { kind, .. } => kind,
         }
     }
 }

@@ -8,19 +8,39 @@ use crate::error::Diagnostic;
 pub const IMPLEMENTED_KERNELS: &[&str] = &[
     "Const",
     "Ramp",
+    "Sine",
+    "Saw",
+    "Square",
+    "Noise",
+    "File",
     "Gain",
     "Offset",
-    "AddScalar",
-    "MulScalar",
+    "Map",
     "Add",
     "Sub",
     "Mul",
-    "Map",
-    "Copy",
-    "Probe",
+    "Mix",
+    "AddScalar",
+    "MulScalar",
+    "OnePole",
+    "Biquad",
+    "Fir",
+    "Decimate",
+    "Interpolate",
+    "BandSplit",
+    "BandMerge",
+    "Envelope",
     "OrderedMerge",
     "Filter",
     "Take",
+    "MatMul",
+    "Softmax",
+    "RowSum",
+    "RowMax",
+    "Transpose",
+    "Copy",
+    "SlewIntegrator",
+    "Probe",
     "Actor",
 ];
 
@@ -36,18 +56,14 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     };
     for (i, n) in s.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
-        if !IMPLEMENTED_KERNELS.contains(&n.kernel.kind()) {
+        if !matches!(n.kernel, KernelSpec::Custom { .. })
+            && !IMPLEMENTED_KERNELS.contains(&n.kernel.kind())
+        {
             refuse(
                 "R320",
                 format!("{p}.kernel"),
                 &format!("kernel `{}`", n.kernel.kind()),
             );
-        }
-        if matches!(n.latency, LatencySpec::Word(LatencyWord::Measured)) {
-            refuse("R308", format!("{p}.latency"), "`latency: Measured`");
-        }
-        if n.timing == Timing::Measure {
-            refuse("R308", format!("{p}.timing"), "`timing: Measure`");
         }
         if n.cost.is_some() {
             refuse("R309", format!("{p}.cost"), "`cost` (device cost models)");
@@ -67,15 +83,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
         }
         if n.throttle.is_some() {
             refuse("R307", format!("{p}.throttle"), "`throttle`");
-        }
-        for (tap, o) in &n.taps {
-            if o.adapter.is_some() {
-                refuse(
-                    "R313",
-                    format!("{p}.taps.{tap}.adapter"),
-                    "gather/scatter `adapter`",
-                );
-            }
         }
     }
     for (i, e) in s.edges.iter().enumerate() {

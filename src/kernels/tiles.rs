@@ -1,0 +1,337 @@
+//! Tile kernels for NPU task graphs (SPEC §7): a token is a stack of `batch` tiles of
+//! `channels × frames` (rows × columns), row-major. With rate `r` a firing is `r` independent
+//! applications.
+
+use super::{
+    BackwardIo, Cost, FireIo, InputView, Kernel, NoAdjoint, Signature, default_cost,
+};
+use crate::scene::{CoreType, Shape};
+
+/// `MatMul`: `a` `(batch, M, K)` @ `b` `(batch, K, N)` → `out` `(batch, M, N)`, accumulated in f32
+/// over `k` ascending.
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, InputBlock, Kernel, OutputBlock, Signature, TapSig};
+/// use tapwheel::kernels::tiles::MatMul;
+/// use tapwheel::scene::Shape;
+/// let tap = |n: &str, c, f| TapSig { name: n.into(), rate: 1, token_len: (c * f) as usize,
+///     shape: Shape { batch: 1, channels: c, frames: f } };
+/// let sig = Signature { inputs: vec![tap("a", 2, 3), tap("b", 3, 1)], outputs: vec![tap("out", 2, 1)] };
+/// let mut k = MatMul::new(&sig);
+/// let (a, b) = ([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0f32, 0.0, -1.0]);
+/// let ins = [InputBlock { values: &a, token_len: 6 }, InputBlock { values: &b, token_len: 3 }];
+/// let mut out = [OutputBlock { values: vec![], token_len: 2 }];
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &ins, outputs: &mut out });
+/// assert_eq!(out[0].values, vec![-2.0, -2.0]);
+/// ```
+pub struct MatMul {
+    rate: u32,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+impl MatMul {
+    pub fn new(sig: &Signature) -> Self {
+        let shape = |t: Option<&super::TapSig>| t.map_or(Shape::default(), |t| t.shape);
+        let a = shape(sig.inputs.first());
+        let b = shape(sig.inputs.get(1));
+        MatMul {
+            rate: sig.inputs.first().map_or(1, |t| t.rate),
+            batch: a.batch as usize,
+            m: a.channels as usize,
+            k: a.frames as usize,
+            n: b.frames as usize,
+        }
+    }
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.m * self.k, self.k * self.n, self.m * self.n)
+    }
+}
+
+impl Kernel for MatMul {
+    fn kind(&self) -> &str {
+        "MatMul"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(self.rate);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        self.rate
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let (sa, sb, so) = self.dims();
+        let (a, b) = (io.inputs[0].values, io.inputs[1].values);
+        let tiles = a.len().checked_div(sa).unwrap_or(0);
+        let out = &mut io.outputs[0].values;
+        let start = out.len();
+        out.resize(start + tiles * so, 0.0);
+        for t in 0..tiles {
+            let (at, bt) = (&a[t * sa..][..sa], &b[t * sb..][..sb]);
+            let ot = &mut out[start + t * so..][..so];
+            for i in 0..self.m {
+                for j in 0..self.n {
+                    let mut acc = 0f32;
+                    for k in 0..self.k {
+                        acc += at[i * self.k + k] * bt[k * self.n + j];
+                    }
+                    ot[i * self.n + j] = acc;
+                }
+            }
+        }
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        let (sa, sb, so) = self.dims();
+        let (a, b) = (io.inputs[0].values, io.inputs[1].values);
+        let g = &io.grad_outputs[0];
+        let tiles = a.len().checked_div(sa).unwrap_or(0);
+        let (ga, gb) = io.grad_inputs.split_at_mut(1);
+        for t in 0..tiles {
+            for i in 0..self.m {
+                for j in 0..self.n {
+                    let gij = g[t * so + i * self.n + j];
+                    for k in 0..self.k {
+                        ga[0][t * sa + i * self.k + k] += gij * f64::from(b[t * sb + k * self.n + j]);
+                        gb[0][t * sb + k * self.n + j] += gij * f64::from(a[t * sa + i * self.k + k]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    fn cost(&self, sig: &Signature) -> Cost {
+        Cost {
+            matmul: Some([
+                (self.batch * self.rate as usize) as u64,
+                self.m as u64,
+                self.k as u64,
+                self.n as u64,
+            ]),
+            ..default_cost(sig, CoreType::Cube)
+        }
+    }
+}
+
+/// Groups of elements along one axis of a `(batch, channels, frames)` token: `(starts, len,
+/// stride)`. Axis 0 is frames (each row of a tile), 1 channels (each column), 2 batch.
+fn axis_groups(shape: Shape, axis: u32) -> (Vec<usize>, usize, usize) {
+    let (b, c, f) = (
+        shape.batch as usize,
+        shape.channels as usize,
+        shape.frames as usize,
+    );
+    match axis {
+        0 => ((0..b * c).map(|r| r * f).collect(), f, 1),
+        1 => (
+            (0..b)
+                .flat_map(|bb| (0..f).map(move |ff| bb * c * f + ff))
+                .collect(),
+            c,
+            f,
+        ),
+        _ => ((0..c * f).collect(), b, c * f),
+    }
+}
+
+/// `Softmax(axis)`: `y = exp(x − max) / Σ exp(x − max)` along an axis of each token — axis 0
+/// normalises each tile row (over frames), 1 each column (over channels), 2 across the batch.
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, InputBlock, Kernel, OutputBlock};
+/// use tapwheel::kernels::tiles::Softmax;
+/// use tapwheel::scene::Shape;
+/// let mut k = Softmax::new(0, 1, Shape { batch: 1, channels: 2, frames: 2 });
+/// let x = [0.0f32, 0.0, 1000.0, 1000.0]; // large values do not overflow
+/// let mut out = [OutputBlock { values: vec![], token_len: 4 }];
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 4 }], outputs: &mut out });
+/// assert_eq!(out[0].values, vec![0.5, 0.5, 0.5, 0.5]);
+/// ```
+pub struct Softmax {
+    rate: u32,
+    len: usize,
+    groups: Vec<usize>,
+    glen: usize,
+    stride: usize,
+}
+
+impl Softmax {
+    pub fn new(axis: u32, rate: u32, shape: Shape) -> Self {
+        let (groups, glen, stride) = axis_groups(shape, axis);
+        Softmax {
+            rate,
+            len: shape.elements() as usize,
+            groups,
+            glen,
+            stride,
+        }
+    }
+}
+
+impl Kernel for Softmax {
+    fn kind(&self) -> &str {
+        "Softmax"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(self.rate);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        self.rate
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let x = io.inputs[0].values;
+        let out = &mut io.outputs[0].values;
+        let start = out.len();
+        out.resize(start + x.len(), 0.0);
+        let out = &mut out[start..];
+        for t in 0..x.len() / self.len.max(1) {
+            for &g in &self.groups {
+                let at = |i: usize| t * self.len + g + i * self.stride;
+                let max = (0..self.glen).map(|i| x[at(i)]).fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for i in 0..self.glen {
+                    let e = (x[at(i)] - max).exp();
+                    out[at(i)] = e;
+                    sum += e;
+                }
+                for i in 0..self.glen {
+                    out[at(i)] /= sum;
+                }
+            }
+        }
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        let y = io.outputs[0].values;
+        let g = &io.grad_outputs[0];
+        for t in 0..y.len() / self.len.max(1) {
+            for &grp in &self.groups {
+                let at = |i: usize| t * self.len + grp + i * self.stride;
+                let dot: f64 = (0..self.glen).map(|i| g[at(i)] * f64::from(y[at(i)])).sum();
+                for i in 0..self.glen {
+                    io.grad_inputs[0][at(i)] += f64::from(y[at(i)]) * (g[at(i)] - dot);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which reduction a [`RowReduce`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    Sum,
+    Max,
+}
+
+/// `RowSum` / `RowMax`: each tile row (over frames) reduced to one value: `(batch, channels, 1)`.
+/// `RowMax`'s subgradient goes to the first maximal element.
+pub struct RowReduce {
+    op: Reduce,
+    rate: u32,
+    frames: usize,
+}
+
+impl RowReduce {
+    pub fn new(op: Reduce, rate: u32, shape: Shape) -> Self {
+        RowReduce {
+            op,
+            rate,
+            frames: shape.frames.max(1) as usize,
+        }
+    }
+}
+
+impl Kernel for RowReduce {
+    fn kind(&self) -> &str {
+        match self.op {
+            Reduce::Sum => "RowSum",
+            Reduce::Max => "RowMax",
+        }
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(self.rate);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        self.rate
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let out = &mut io.outputs[0].values;
+        for row in io.inputs[0].values.chunks(self.frames) {
+            out.push(match self.op {
+                Reduce::Sum => row.iter().sum(),
+                Reduce::Max => row.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            });
+        }
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        let x = io.inputs[0].values;
+        let y = io.outputs[0].values;
+        for (r, row) in x.chunks(self.frames).enumerate() {
+            let g = io.grad_outputs[0][r];
+            match self.op {
+                Reduce::Sum => {
+                    for i in 0..row.len() {
+                        io.grad_inputs[0][r * self.frames + i] += g;
+                    }
+                }
+                Reduce::Max => {
+                    if let Some(i) = row.iter().position(|&v| v == y[r]) {
+                        io.grad_inputs[0][r * self.frames + i] += g;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Transpose`: each tile `channels × frames` → `frames × channels`.
+pub struct Transpose {
+    rate: u32,
+    c: usize,
+    f: usize,
+}
+
+impl Transpose {
+    pub fn new(rate: u32, shape: Shape) -> Self {
+        Transpose {
+            rate,
+            c: shape.channels as usize,
+            f: shape.frames as usize,
+        }
+    }
+}
+
+impl Kernel for Transpose {
+    fn kind(&self) -> &str {
+        "Transpose"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(self.rate);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        self.rate
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let x = io.inputs[0].values;
+        let out = &mut io.outputs[0].values;
+        let tile = self.c * self.f;
+        for t in x.chunks(tile.max(1)) {
+            for j in 0..self.f {
+                out.extend((0..self.c).map(|i| t[i * self.f + j]));
+            }
+        }
+    }
+    fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        let tile = self.c * self.f;
+        let g = &io.grad_outputs[0];
+        for (t, gt) in g.chunks(tile.max(1)).enumerate() {
+            for j in 0..self.f {
+                for i in 0..self.c {
+                    io.grad_inputs[0][t * tile + i * self.f + j] += gt[j * self.c + i];
+                }
+            }
+        }
+        Ok(())
+    }
+}
