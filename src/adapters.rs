@@ -66,11 +66,7 @@ pub fn gather(
             let (Some(p), Some(s)) = (parts.first(), shapes.first()) else {
                 return;
             };
-            let (sb, sc, sf) = (
-                s.batch as usize,
-                s.channels as usize,
-                s.frames as usize,
-            );
+            let (sb, sc, sf) = (s.batch as usize, s.channels as usize, s.frames as usize);
             for bb in 0..b {
                 for cc in 0..c {
                     for ff in 0..f {
@@ -98,7 +94,13 @@ pub fn gather(
 /// scatter(Some(Adapter::SplitChannels(2)), tap, 1, &[1.0, 2.0, 3.0, 4.0], &mut out);
 /// assert_eq!(out, vec![3.0, 4.0]);
 /// ```
-pub fn scatter(adapter: Option<Adapter>, tap: Shape, part: usize, token: &[f32], out: &mut Vec<f32>) {
+pub fn scatter(
+    adapter: Option<Adapter>,
+    tap: Shape,
+    part: usize,
+    token: &[f32],
+    out: &mut Vec<f32>,
+) {
     let (b, c, f) = (
         tap.batch as usize,
         tap.channels as usize,

@@ -40,7 +40,11 @@ pub struct InputPort {
 impl InputPort {
     /// Tokens need reshaping between the channels and the tap (§8).
     pub fn gathers(&self) -> bool {
-        self.channels.len() > 1 || self.channel_shapes.first().is_some_and(|s| *s != self.shape)
+        self.channels.len() > 1
+            || self
+                .channel_shapes
+                .first()
+                .is_some_and(|s| *s != self.shape)
     }
 }
 
@@ -316,7 +320,9 @@ pub fn flush_completed(
                         if port.split.is_some() {
                             let mut part = std::mem::take(&mut rt.part_scratch);
                             part.clear();
-                            crate::adapters::scatter(port.split, port.shape, oc.part, token, &mut part);
+                            crate::adapters::scatter(
+                                port.split, port.shape, oc.part, token, &mut part,
+                            );
                             let r = arena.write(oc.channel, &part, visible);
                             rt.part_scratch = part;
                             r?;

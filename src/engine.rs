@@ -153,7 +153,11 @@ impl Engine {
                     .map(|t| InputPort {
                         channel: t.channel(),
                         channels: t.channels.clone(),
-                        channel_shapes: t.channels.iter().map(|&c| plan.channels[c].shape).collect(),
+                        channel_shapes: t
+                            .channels
+                            .iter()
+                            .map(|&c| plan.channels[c].shape)
+                            .collect(),
                         adapter: t.adapter,
                         shape: t.shape,
                         optional: t.optional,

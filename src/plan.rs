@@ -31,12 +31,12 @@
 //! ```
 
 use crate::error::{Diagnostic, Error, Result};
-use crate::kernels::{self, KernelRegistry, RateRule, Signature, TapSig};
 use crate::kernels::sources::FileData;
-use std::sync::Arc;
+use crate::kernels::{self, KernelRegistry, RateRule, Signature, TapSig};
 use crate::scene::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Largest token the engine accepts (elements); larger shapes are located errors.
 pub const MAX_TOKEN_ELEMENTS: u64 = 1 << 26;
@@ -102,6 +102,9 @@ pub struct PlanNode {
     /// A `File` source's samples, decoded at plan time.
     #[serde(skip)]
     pub file: Option<Arc<FileData>>,
+    /// The kernel kind is unknown (E224): its taps cannot be judged.
+    #[serde(skip)]
+    pub opaque: bool,
 }
 
 impl PlanNode {
@@ -235,11 +238,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             freq(ctx, "freq_hz", *freq_hz, true);
             finite(ctx, p("amp"), "amp", *amp);
         }
-        KernelSpec::Square {
-            freq_hz,
-            amp,
-            duty,
-        } => {
+        KernelSpec::Square { freq_hz, amp, duty } => {
             freq(ctx, "freq_hz", *freq_hz, true);
             finite(ctx, p("amp"), "amp", *amp);
             if !(0.0..=1.0).contains(duty) {
@@ -278,7 +277,11 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             }
         }
         KernelSpec::Decimate { factor } | KernelSpec::Interpolate { factor } if *factor == 0 => {
-            bad(ctx, "factor", format!("{} factor must be at least 1", k.kind()))
+            bad(
+                ctx,
+                "factor",
+                format!("{} factor must be at least 1", k.kind()),
+            )
         }
         KernelSpec::Envelope {
             attack,
@@ -331,7 +334,11 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 for (name, v) in [("max_rate", max_rate), ("max_accel", max_accel)] {
                     finite(ctx, p(&format!("mode.{name}")), name, *v);
                     if !(*v > 0.0) {
-                        bad(ctx, &format!("mode.{name}"), format!("{name} = {v} must be positive"));
+                        bad(
+                            ctx,
+                            &format!("mode.{name}"),
+                            format!("{name} = {v} must be positive"),
+                        );
                     }
                 }
             }
@@ -413,9 +420,12 @@ fn load_file(ctx: &mut Ctx, path: &str, rel: &str, env: &NodeEnv<'_>) -> Option<
     let p = format!("{path}.kernel.path");
     let relp = std::path::Path::new(rel);
     let escapes = relp.is_absolute()
-        || relp
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        || relp.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
     if rel.is_empty() || escapes {
         ctx.err(
             "E222",
@@ -678,15 +688,25 @@ impl Plan {
                 let (axis, sum) = match t.adapter {
                     Some(Adapter::ConcatChannels) => (
                         "channels",
-                        t.channels.iter().map(|&c| channels[c].shape.channels).sum::<u32>(),
+                        t.channels
+                            .iter()
+                            .map(|&c| channels[c].shape.channels)
+                            .sum::<u32>(),
                     ),
                     Some(Adapter::ConcatBatch) => (
                         "batch",
-                        t.channels.iter().map(|&c| channels[c].shape.batch).sum::<u32>(),
+                        t.channels
+                            .iter()
+                            .map(|&c| channels[c].shape.batch)
+                            .sum::<u32>(),
                     ),
                     _ => ("", 0),
                 };
-                let want = if axis == "batch" { t.shape.batch } else { t.shape.channels };
+                let want = if axis == "batch" {
+                    t.shape.batch
+                } else {
+                    t.shape.channels
+                };
                 if !axis.is_empty() && !t.channels.is_empty() && sum != want {
                     ctx.err(
                         "E235",
@@ -697,7 +717,9 @@ impl Plan {
                         ),
                     );
                 }
-                if t.channels.is_empty() && !t.optional {
+                // Edges from an opaque node (unknown kind, E224) were not resolved: an input
+                // left unconnected by them is not a second error.
+                if t.channels.is_empty() && !t.optional && !nodes.iter().any(|n| n.opaque) {
                     ctx.err(
                         "E237",
                         format!("nodes[{i}].taps.{}", t.name),
@@ -752,6 +774,9 @@ fn plan_node(
         check_shape(ctx, format!("{path}.shape"), &shape);
     }
     check_kernel_params(ctx, path, &n.kernel, env);
+    // A kernel kind nobody registered (E224, reported above) has no known taps: the node is
+    // opaque, and edges to it are not judged (that would only repeat the one error).
+    let opaque = kernels::kernel_taps(&n.kernel, env.registry).is_err();
     let layout = match kernels::kernel_taps(&n.kernel, env.registry) {
         Ok(l) => l,
         Err(_) => Some(kernels::TapLayout {
@@ -854,9 +879,8 @@ fn plan_node(
     }
     let ov = |name: &str| n.taps.get(name);
     // A tap's rate: the override's, else the kernel's default (`Decimate` reads `factor`).
-    let rate_of = |name: &str, default: u32| {
-        ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1))
-    };
+    let rate_of =
+        |name: &str, default: u32| ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1));
     let inputs: Vec<PlanInput> = in_taps
         .iter()
         .map(|(name, default_rate)| {
@@ -976,7 +1000,7 @@ fn plan_node(
         let firings = d.tokens(out.shape.frames).div_ceil(u64::from(out.rate));
         count = Some(count.map_or(firings, |c| c.min(firings)));
     }
-    let is_source = !bad_tap_count && inputs.iter().all(|t| t.optional);
+    let is_source = !bad_tap_count && !opaque && inputs.iter().all(|t| t.optional);
     if is_source {
         if n.period == Some(0) {
             ctx.err(
@@ -1044,6 +1068,7 @@ fn plan_node(
         measured_latency: matches!(n.latency, LatencySpec::Word(LatencyWord::Measured)),
         file_digest: file.as_ref().map(|d| d.digest.clone()),
         file,
+        opaque,
     }
 }
 
@@ -1112,7 +1137,10 @@ fn check_shape_rules(
                 ctx.err(
                     "E221",
                     p,
-                    format!("MatMul of a {a} and b {b} gives {want}, but `out` is {}", o0.shape),
+                    format!(
+                        "MatMul of a {a} and b {b} gives {want}, but `out` is {}",
+                        o0.shape
+                    ),
                 );
             }
         }
@@ -1130,7 +1158,11 @@ fn check_shape_rules(
                 ctx.err(
                     "E221",
                     p,
-                    format!("{} of {s} gives {want}, but `out` is {}", k.kind(), o0.shape),
+                    format!(
+                        "{} of {s} gives {want}, but `out` is {}",
+                        k.kind(),
+                        o0.shape
+                    ),
                 );
             }
         }
@@ -1147,7 +1179,10 @@ fn check_shape_rules(
                 ctx.err(
                     "E221",
                     p,
-                    format!("{} keeps batch and channels: `in` is {si}, `out` is {so}", k.kind()),
+                    format!(
+                        "{} keeps batch and channels: `in` is {si}, `out` is {so}",
+                        k.kind()
+                    ),
                 );
             } else if !ok {
                 ctx.err(
@@ -1189,6 +1224,9 @@ fn resolve(
         ctx.err("E231", path, format!("unknown node `{node}`"));
         return None;
     };
+    if nodes.get(ni).is_some_and(|n| n.opaque) {
+        return None;
+    }
     let n = &nodes[ni];
     let outs = n.outputs.iter().position(|t| t.name == tap);
     let ins = n.inputs.iter().position(|t| t.name == tap);

@@ -4,9 +4,9 @@
 //! output slots are reserved for the maximum production, the kernel computes the values, and the
 //! firing completes at `t + L` — in this very step when `L = 0`, writing its outputs now.
 
+use crate::adapters::gather;
 use crate::arena::TokenArena;
 use crate::ecs::*;
-use crate::adapters::gather;
 use crate::kernels::{FireIo, InputBlock};
 use bevy_ecs::prelude::*;
 
@@ -60,6 +60,17 @@ pub fn kernel_execute(
                     for (k, &ch) in port.channels.iter().enumerate() {
                         scratch.parts[k].clear();
                         arena.pop(ch, take, &mut scratch.parts[k], &mut scratch.metas);
+                    }
+                    // A gathered token is the first channel's (its seq) and visible when
+                    // its last part became visible.
+                    for t in 0..take {
+                        let latest = (0..port.channels.len())
+                            .filter_map(|k| scratch.metas.get(k * take + t))
+                            .map(|m| m.visible)
+                            .max();
+                        if let (Some(v), Some(m)) = (latest, scratch.metas.get_mut(t)) {
+                            m.visible = v;
+                        }
                     }
                     scratch.metas.truncate(take);
                     let mut slices: Vec<&[f32]> = Vec::with_capacity(port.channels.len());

@@ -109,7 +109,11 @@ impl Kernel for BandSplit {
             let start = o.values.len();
             o.values.resize(start + x.len(), 0.0);
         }
-        let starts: Vec<usize> = io.outputs.iter().map(|o| o.values.len() - x.len()).collect();
+        let starts: Vec<usize> = io
+            .outputs
+            .iter()
+            .map(|o| o.values.len() - x.len())
+            .collect();
         for (blk, chunk) in x.chunks(frames).enumerate() {
             let outs = &mut *io.outputs;
             self.split_block(chunk, |b, sig| {

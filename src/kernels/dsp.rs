@@ -660,7 +660,9 @@ impl Kernel for Fir {
         let mut ext_bar = vec![0f64; h + n];
         for row in 0..r.rows {
             ext.clear();
-            ext.extend((0..h).map(|j| f64::from(io.saved.get(row * h + j).copied().unwrap_or(0.0))));
+            ext.extend(
+                (0..h).map(|j| f64::from(io.saved.get(row * h + j).copied().unwrap_or(0.0))),
+            );
             ext.extend((0..n).map(|s| f64::from(x[r.index(row, s)])));
             ext_bar.fill(0.0);
             // The history after the firing is ext[n .. n + h].
@@ -715,7 +717,8 @@ pub struct Resample {
 
 impl Resample {
     fn new(up: bool, factor: u32, sig: &Signature) -> Self {
-        let tap = |t: Option<&super::TapSig>| t.map_or((1, Shape::default()), |t| (t.rate, t.shape));
+        let tap =
+            |t: Option<&super::TapSig>| t.map_or((1, Shape::default()), |t| (t.rate, t.shape));
         let (in_rate, in_shape) = tap(sig.inputs.first());
         let (out_rate, out_shape) = tap(sig.outputs.first());
         Resample {

@@ -19,7 +19,6 @@ use crate::scene::{CoreType, KernelSpec, Shape, TapDir};
 use serde::Serialize;
 use std::any::Any;
 
-
 /// What a kernel may know about one of its input channels when it decides its demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InputView {
@@ -434,9 +433,7 @@ pub fn kernel_taps(
         OrderedMerge { .. } => layout(one(&["a", "b"]), one(&["out"]), RateRule::One),
         Mix { inputs, .. } => layout(names("in", *inputs), one(&["out"]), RateRule::Uniform),
         Select { .. } => layout(one(&["in"]), one(&["then", "else"]), RateRule::One),
-        SlewIntegrator { .. } => {
-            layout(one(&["in"]), one(&["out", "integral"]), RateRule::Uniform)
-        }
+        SlewIntegrator { .. } => layout(one(&["in"]), one(&["out", "integral"]), RateRule::Uniform),
         Probe => layout(one(&["in"]), vec![], RateRule::Free),
         SlotLoad { .. } => TapLayout {
             preserves_shape: false,
@@ -467,9 +464,9 @@ pub fn kernel_taps(
         },
         Actor => return Ok(None),
         Custom { kind, params } => {
-            let f = registry
-                .get(kind)
-                .ok_or_else(|| format!("unknown custom kernel kind `{kind}` (register it first)"))?;
+            let f = registry.get(kind).ok_or_else(|| {
+                format!("unknown custom kernel kind `{kind}` (register it first)")
+            })?;
             let taps = |v: Vec<String>| v.into_iter().map(|n| (n, 1)).collect();
             TapLayout {
                 inputs: taps(f.inputs(params)),
@@ -528,9 +525,7 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
             amp,
             phase,
         } => Box::new(sources::Osc::new(
-            sources::Wave::Sine {
-                phase: *phase,
-            },
+            sources::Wave::Sine { phase: *phase },
             *freq_hz,
             *amp,
             fs,
@@ -545,11 +540,7 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
             out0,
             out_shape,
         )),
-        Square {
-            freq_hz,
-            amp,
-            duty,
-        } => Box::new(sources::Osc::new(
+        Square { freq_hz, amp, duty } => Box::new(sources::Osc::new(
             sources::Wave::Square { duty: *duty },
             *freq_hz,
             *amp,
@@ -558,11 +549,7 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
             out_shape,
         )),
         Noise { seed, amp } => Box::new(sources::Noise::new(*seed, *amp, out0, out_shape)),
-        File { .. } => Box::new(sources::FileSource::new(
-            ctx.file?.clone(),
-            out0,
-            out_shape,
-        )),
+        File { .. } => Box::new(sources::FileSource::new(ctx.file?.clone(), out0, out_shape)),
         Gain { gain } => Box::new(Unary::new("Gain", UnaryOp::Mul(*gain as f32), in0)),
         MulScalar { value } => Box::new(Unary::new("MulScalar", UnaryOp::Mul(*value as f32), in0)),
         Offset { value } => Box::new(Unary::new("Offset", UnaryOp::Add(*value as f32), in0)),
@@ -607,7 +594,12 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
         SlewIntegrator {
             mode,
             sample_rate_hz,
-        } => Box::new(slew::SlewIntegrator::new(*mode, *sample_rate_hz, in0, in_shape)),
+        } => Box::new(slew::SlewIntegrator::new(
+            *mode,
+            *sample_rate_hz,
+            in0,
+            in_shape,
+        )),
         Probe => Box::new(streams::ProbeSink::new(in0)),
         OrderedMerge { dedup } => Box::new(streams::OrderedMerge::new(
             *dedup,

@@ -76,9 +76,21 @@ impl SlewIntegrator {
                 let vs = (x - y) / h;
                 let (lo, hi) = (v - a * h, v + a * h);
                 let (v1, sat1) = clamp(vs, lo, hi);
-                let side1 = if !sat1 { 0 } else if vs < lo { -1 } else { 1 };
+                let side1 = if !sat1 {
+                    0
+                } else if vs < lo {
+                    -1
+                } else {
+                    1
+                };
                 let (v2, sat2) = clamp(v1, -r, r);
-                let side2 = if !sat2 { 0 } else if v1 < -r { -1 } else { 1 };
+                let side2 = if !sat2 {
+                    0
+                } else if v1 < -r {
+                    -1
+                } else {
+                    1
+                };
                 let y2 = y + v2 * h;
                 ([y2, v2, i + h * y2], side1, side2)
             }

@@ -94,7 +94,10 @@ impl Kernel for Ramp {
         }
     }
     fn params(&self) -> Vec<Param> {
-        vec![Param::new("start", self.start), Param::new("step", self.step)]
+        vec![
+            Param::new("start", self.start),
+            Param::new("step", self.step),
+        ]
     }
     fn set_param(&mut self, name: &str, value: f64) -> Result<(), ParamError> {
         if !value.is_finite() {
@@ -438,7 +441,8 @@ impl FileData {
     /// assert_eq!(d.samples, vec![1.0, 2.0, 3.0, 4.5]);
     /// ```
     pub fn load(path: &std::path::Path) -> Result<FileData, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let digest = blake3::hash(&bytes).to_hex().to_string();
         let wav = path
             .extension()
@@ -576,7 +580,11 @@ impl Kernel for FileSource {
             }
             for _ in 0..self.shape.batch {
                 for c in 0..self.shape.channels as usize {
-                    let col = if d.columns == 1 { 0 } else { c.min(d.columns - 1) };
+                    let col = if d.columns == 1 {
+                        0
+                    } else {
+                        c.min(d.columns - 1)
+                    };
                     io.outputs[0].values.extend((0..frames).map(|f| {
                         let n = self.next_frame + f;
                         if n < d.frames {

@@ -121,7 +121,11 @@ impl Kernel for OrderedMerge {
         2 * self.token_len
     }
     fn save_state(&self, out: &mut Vec<f32>) {
-        out.extend(self.heads.iter().map(|h| if h.is_some() { 1.0 } else { 0.0 }));
+        out.extend(
+            self.heads
+                .iter()
+                .map(|h| if h.is_some() { 1.0 } else { 0.0 }),
+        );
         for h in &self.heads {
             match h {
                 Some(t) => out.extend_from_slice(t),

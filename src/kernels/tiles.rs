@@ -2,9 +2,7 @@
 //! `channels × frames` (rows × columns), row-major. With rate `r` a firing is `r` independent
 //! applications.
 
-use super::{
-    BackwardIo, Cost, FireIo, InputView, Kernel, NoAdjoint, Signature, default_cost,
-};
+use super::{BackwardIo, Cost, FireIo, InputView, Kernel, NoAdjoint, Signature, default_cost};
 use crate::scene::{CoreType, Shape};
 
 /// `MatMul`: `a` `(batch, M, K)` @ `b` `(batch, K, N)` → `out` `(batch, M, N)`, accumulated in f32
@@ -92,8 +90,10 @@ impl Kernel for MatMul {
                 for j in 0..self.n {
                     let gij = g[t * so + i * self.n + j];
                     for k in 0..self.k {
-                        ga[0][t * sa + i * self.k + k] += gij * f64::from(b[t * sb + k * self.n + j]);
-                        gb[0][t * sb + k * self.n + j] += gij * f64::from(a[t * sa + i * self.k + k]);
+                        ga[0][t * sa + i * self.k + k] +=
+                            gij * f64::from(b[t * sb + k * self.n + j]);
+                        gb[0][t * sb + k * self.n + j] +=
+                            gij * f64::from(a[t * sa + i * self.k + k]);
                     }
                 }
             }
@@ -187,7 +187,9 @@ impl Kernel for Softmax {
         for t in 0..x.len() / self.len.max(1) {
             for &g in &self.groups {
                 let at = |i: usize| t * self.len + g + i * self.stride;
-                let max = (0..self.glen).map(|i| x[at(i)]).fold(f32::NEG_INFINITY, f32::max);
+                let max = (0..self.glen)
+                    .map(|i| x[at(i)])
+                    .fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0f32;
                 for i in 0..self.glen {
                     let e = (x[at(i)] - max).exp();

@@ -162,11 +162,27 @@ pub struct NodeSpec {
 }
 
 /// `latency: 3` (ticks on the Reference device) or `latency: Measured`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum LatencySpec {
     Ticks(u64),
     Word(LatencyWord),
+}
+
+impl<'de> Deserialize<'de> for LatencySpec {
+    /// RON hands an untagged enum a bare identifier as a nameless unit, so `Measured` could not
+    /// be told from a typo that way: read the raw RON text of the value and decide from it.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw: Box<ron::value::RawValue> = Deserialize::deserialize(d)?;
+        let text = raw.get_ron().trim();
+        if text == "Measured" {
+            return Ok(LatencySpec::Word(LatencyWord::Measured));
+        }
+        ron::from_str::<u64>(text)
+            .map(LatencySpec::Ticks)
+            .map_err(|_| D::Error::custom("expected a latency: a number of ticks or Measured"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
