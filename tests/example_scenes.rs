@@ -10,6 +10,7 @@ fn every_example_scene_runs() {
         ("back_pressure", 0, "completed"),
         ("delay_line", 0, "completed"),
         ("fanout_throttle", 0, "completed"),
+        ("filter_chain", 0, "completed"),
         ("hamming", 0, "quiescent"),
         ("hello", 0, "completed"),
         ("parks_fixed", 3, "deadlock"),
