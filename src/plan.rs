@@ -319,7 +319,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             sample_rate_hz,
         } => {
             finite(ctx, p("sample_rate_hz"), "sample_rate_hz", *sample_rate_hz);
-            if !(*sample_rate_hz > 0.0) {
+            if sample_rate_hz.is_nan() || *sample_rate_hz <= 0.0 {
                 bad(
                     ctx,
                     "sample_rate_hz",
@@ -333,7 +333,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             {
                 for (name, v) in [("max_rate", max_rate), ("max_accel", max_accel)] {
                     finite(ctx, p(&format!("mode.{name}")), name, *v);
-                    if !(*v > 0.0) {
+                    if v.is_nan() || *v <= 0.0 {
                         bad(
                             ctx,
                             &format!("mode.{name}"),

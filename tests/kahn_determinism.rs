@@ -45,7 +45,7 @@ fn scene_text(g: &Graph, order: &[usize]) -> String {
     ];
     let mut edges = Vec::new();
     let mut e = 0;
-    let mut param = |e: &mut usize| {
+    let param = |e: &mut usize| {
         let p = g.edge_params[*e % g.edge_params.len()];
         *e += 1;
         p
@@ -84,7 +84,10 @@ fn scene_text(g: &Graph, order: &[usize]) -> String {
     )
 }
 
-fn streams(text: &str, probes: usize) -> (Vec<Vec<(u64, u64, f32)>>, String, String) {
+/// Each probe's `(tick, seq, value)` stream.
+type Streams = Vec<Vec<(u64, u64, f32)>>;
+
+fn streams(text: &str, probes: usize) -> (Streams, String, String) {
     let (o, e) = run(&parse(text));
     assert!(matches!(o, tapwheel::Outcome::Completed), "{o:?}");
     let s = (0..probes).map(|i| stream(&e, &format!("p{i}"))).collect();

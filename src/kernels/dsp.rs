@@ -204,6 +204,8 @@ impl std::ops::Sub for D3 {
         self + o * D3::c(-1.0)
     }
 }
+// Product and quotient rules: the derivative parts legitimately mix operators.
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl std::ops::Mul for D3 {
     type Output = D3;
     fn mul(self, o: D3) -> D3 {
@@ -213,6 +215,7 @@ impl std::ops::Mul for D3 {
         }
     }
 }
+#[allow(clippy::suspicious_arithmetic_impl)]
 impl std::ops::Div for D3 {
     type Output = D3;
     fn div(self, o: D3) -> D3 {
@@ -518,8 +521,8 @@ fn run_lanes(members: &mut [CohortMember<'_, '_>], chunk: &[(usize, usize, usize
         let Some(b) = members[mi].kernel.as_any().downcast_ref::<Biquad>() else {
             return;
         };
-        for j in 0..5 {
-            c[j][l] = b.coef[j];
+        for (cj, &bj) in c.iter_mut().zip(&b.coef) {
+            cj[l] = bj;
         }
         s[0][l] = b.state[row][0];
         s[1][l] = b.state[row][1];
