@@ -149,7 +149,7 @@ struct Case {
     params: Vec<&'static str>,
     /// Which input elements `(firing, tap, index)` are perturbed (default: all); elements
     /// where the kernel is not differentiable are left out.
-    perturb: fn(usize, usize, usize) -> bool,
+    perturb: Box<dyn Fn(usize, usize, usize) -> bool>,
 }
 
 impl Case {
@@ -162,7 +162,7 @@ impl Case {
             feed,
             warmup: 0,
             params: Vec::new(),
-            perturb: |_, _, _| true,
+            perturb: Box::new(|_, _, _| true),
         }
     }
     fn params(mut self, names: &[&'static str]) -> Self {
@@ -334,6 +334,8 @@ struct Trace {
 struct Report {
     name: String,
     checks: usize,
+    /// Checks where the gradient is not ~0 (so the comparison is not 0 = 0).
+    nonzero: usize,
     max_err: f64,
     failures: Vec<String>,
 }
@@ -341,6 +343,9 @@ struct Report {
 impl Report {
     fn compare(&mut self, what: impl FnOnce() -> String, analytic: f64, numeric: f64) {
         self.checks += 1;
+        if analytic.abs().max(numeric.abs()) > 1e-3 {
+            self.nonzero += 1;
+        }
         let err = (analytic - numeric).abs();
         self.max_err = self.max_err.max(err);
         let tol = ABS_TOL + REL_TOL * analytic.abs().max(numeric.abs());
@@ -358,6 +363,7 @@ fn check(case: &Case) -> Report {
     let mut report = Report {
         name: case.name.clone(),
         checks: 0,
+        nonzero: 0,
         max_err: 0.0,
         failures: Vec::new(),
     };
@@ -456,12 +462,17 @@ fn check_all(cases: &[Case]) {
     for case in cases {
         let r = check(case);
         println!(
-            "{}: {} checks, max |analytic − numeric| = {:.3e}, {} failed",
+            "{}: {} checks ({} with a nonzero gradient), max |analytic − numeric| = {:.3e}, \
+             {} failed",
             r.name,
             r.checks,
+            r.nonzero,
             r.max_err,
             r.failures.len()
         );
+        if r.nonzero == 0 {
+            failures.push(format!("{}: every gradient checked is ~0", r.name));
+        }
         for f in &r.failures {
             println!("  FAIL {f}");
         }
@@ -1034,7 +1045,8 @@ fn slew_case(
     name: &str,
     mode: SlewMode,
     firings: usize,
-    draw: impl Fn(&mut Lcg, usize) -> f32,
+    seed: u64,
+    mut draw: impl FnMut(&mut Lcg, usize) -> f32,
 ) -> Case {
     let sh = shape(2, 1, 3);
     let s = sig(
@@ -1042,7 +1054,7 @@ fn slew_case(
         vec![tap("out", 2, sh), tap("integral", 2, sh)],
     );
     // Row of element i within a token of 2 rows × 3 frames.
-    let f = feed(&s, firings, 21, |r, _, i| draw(r, (i % 6) / 3));
+    let f = feed(&s, firings, seed, |r, _, i| draw(r, (i % 6) / 3));
     let params: &[&'static str] = match mode {
         SlewMode::Ideal => &[],
         SlewMode::Limited { .. } => &["max_rate", "max_accel"],
@@ -1063,7 +1075,7 @@ fn slew_case(
 fn slew_ideal() {
     check_all(&with_warmup(
         |n| {
-            slew_case("SlewIntegrator(Ideal)", SlewMode::Ideal, n, |r, _| {
+            slew_case("SlewIntegrator(Ideal)", SlewMode::Ideal, n, 21, |r, _| {
                 r.uniform(-1.0, 1.0)
             })
         },
@@ -1080,7 +1092,7 @@ fn slew_limited_free() {
     };
     check_all(&with_warmup(
         |n| {
-            slew_case("SlewIntegrator(Limited, free)", mode, n, |r, _| {
+            slew_case("SlewIntegrator(Limited, free)", mode, n, 21, |r, _| {
                 r.uniform(-1.0, 1.0)
             })
         },
@@ -1102,6 +1114,7 @@ fn slew_limited_rate_saturated() {
                 "SlewIntegrator(Limited, rate saturated)",
                 mode,
                 n,
+                21,
                 |r, _| r.signed(2.5, 3.5),
             )
         },
@@ -1124,6 +1137,7 @@ fn slew_limited_accel_saturated() {
                 "SlewIntegrator(Limited, accel saturated)",
                 mode,
                 n,
+                21,
                 |r, row| {
                     let m = r.uniform(20.0, 30.0);
                     if row == 0 { m } else { -m }
@@ -1132,6 +1146,156 @@ fn slew_limited_accel_saturated() {
         },
         2,
     ));
+}
+
+/// §15's Limited step in f32, replicated to find where the clamps' kinks are: returns the new
+/// `(y, v, I)` and the active clamps `(accel side, rate side)`.
+fn slew_step(s: [f32; 3], x: f32, h: f32, r: f32, a: f32) -> ([f32; 3], i8, i8) {
+    let [y, v, i] = s;
+    let vs = (x - y) / h;
+    let (lo, hi) = (v - a * h, v + a * h);
+    let (v1, side1) = if vs < lo {
+        (lo, -1)
+    } else if vs > hi {
+        (hi, 1)
+    } else {
+        (vs, 0)
+    };
+    let (v2, side2) = if v1 < -r {
+        (-r, -1)
+    } else if v1 > r {
+        (r, 1)
+    } else {
+        (v1, 0)
+    };
+    let y2 = y + v2 * h;
+    ([y2, v2, i + h * y2], side1, side2)
+}
+
+/// The clamp pattern `(accel side, rate side)` of every sample of every row, by the replicated
+/// step.
+fn slew_pattern(feed: &Feed, r: f32, a: f32) -> Vec<(i8, i8)> {
+    const H: f32 = (1.0 / 100.0_f64) as f32;
+    let (rows, frames, rate) = (2usize, 3usize, 2usize);
+    let mut pattern = Vec::new();
+    for row in 0..rows {
+        let mut st = [0.0f32; 3];
+        for taps in feed {
+            for s in 0..rate * frames {
+                let idx = (s / frames) * rows * frames + row * frames + s % frames;
+                let (ns, s1, s2) = slew_step(st, taps[0][idx], H, r, a);
+                pattern.push((s1, s2));
+                st = ns;
+            }
+        }
+    }
+    pattern
+}
+
+/// A Limited SlewIntegrator whose rows jump between levels, so within one run samples are free
+/// (at least a third), accel-clamped and rate-clamped (at least 4 each). A perturbation's effect on later samples grows through
+/// clamped stretches (a velocity change persists while the accel clamp holds), so instead of a
+/// margin rule every FD step is replayed with the replicated §15 step: input elements whose
+/// ±step changes any sample's clamp pattern are not checked (they sit at a kink of the loss),
+/// and the parameter steps must keep the pattern. The inputs are found by a deterministic
+/// search over seeds; the replicated step's outputs must equal the kernel's bit for bit.
+fn slew_mixed_case(firings: usize) -> Case {
+    const H: f32 = (1.0 / 100.0_f64) as f32;
+    const R: f32 = 100.0;
+    const A: f32 = 6000.0;
+    let mode = SlewMode::Limited {
+        max_rate: f64::from(R),
+        max_accel: f64::from(A),
+    };
+    let (rows, frames, rate) = (2usize, 3usize, 2usize);
+    for seed in 0..10_000u64 {
+        let mut level = [0.0f32; 2];
+        let mut count = [0usize; 2];
+        let name = "SlewIntegrator(Limited, mixed regimes)";
+        let mut case = slew_case(name, mode, firings, seed, |r, row| {
+            count[row] += 1;
+            if count[row] % 4 == 1 {
+                level[row] += r.signed(0.5, 3.0);
+            }
+            level[row] + r.uniform(-0.05, 0.05)
+        });
+        let base = slew_pattern(&case.feed, R, A);
+        let mut counts = [0usize; 3];
+        for &(s1, s2) in &base {
+            counts[if s2 != 0 {
+                2
+            } else if s1 != 0 {
+                1
+            } else {
+                0
+            }] += 1;
+        }
+        if counts[0] < counts.iter().sum::<usize>() / 3 || counts[1] < 4 || counts[2] < 4 {
+            continue;
+        }
+        // Parameter steps (as `check` takes them) must keep the pattern.
+        let (er, ea) = (1e-3 * R, 1e-3 * A);
+        let param_steps = [(R + er, A), (R - er, A), (R, A + ea), (R, A - ea)];
+        if param_steps
+            .iter()
+            .any(|&(r, a)| slew_pattern(&case.feed, r, a) != base)
+        {
+            continue;
+        }
+        let mut kinks = std::collections::BTreeSet::new();
+        for f in 0..case.feed.len() {
+            for i in 0..case.feed[f][0].len() {
+                for d in [EPS_IN, -EPS_IN] {
+                    let mut moved = case.feed.clone();
+                    moved[f][0][i] += d;
+                    if slew_pattern(&moved, R, A) != base {
+                        kinks.insert((f, i));
+                    }
+                }
+            }
+        }
+        let total: usize = case.feed.iter().map(|t| t[0].len()).sum();
+        if kinks.len() * 4 > total {
+            continue;
+        }
+        // The replicated step is the kernel's, bit for bit.
+        let mut expect_y = Vec::new();
+        for row in 0..rows {
+            let mut st = [0.0f32; 3];
+            for taps in &case.feed {
+                for s in 0..rate * frames {
+                    let idx = (s / frames) * rows * frames + row * frames + s % frames;
+                    st = slew_step(st, taps[0][idx], H, R, A).0;
+                    expect_y.push(st[0].to_bits());
+                }
+            }
+        }
+        let mut k = case.build();
+        let trace = case.run(k.as_mut(), &case.feed);
+        let mut got_y = Vec::new();
+        for row in 0..rows {
+            for outs in &trace.outputs {
+                for s in 0..rate * frames {
+                    let idx = (s / frames) * rows * frames + row * frames + s % frames;
+                    got_y.push(outs[0][idx].to_bits());
+                }
+            }
+        }
+        assert_eq!(got_y, expect_y, "replicated §15 step vs kernel");
+        println!(
+            "mixed slew regimes ({firings} firings): seed {seed}, free/accel/rate samples \
+             {counts:?}, {} of {total} inputs at a kink (not checked)",
+            kinks.len()
+        );
+        case.perturb = Box::new(move |f, _, i| !kinks.contains(&(f, i)));
+        return case;
+    }
+    panic!("no seed gives a mixed-regime slew feed");
+}
+
+#[test]
+fn slew_limited_mixed_regimes() {
+    check_all(&with_warmup(slew_mixed_case, 2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1261,7 +1425,7 @@ fn ordered_merge_equal_keys() {
     let cases = [false, true].map(|dedup| {
         let mut c = merge_case(dedup, keys, 7);
         c.name = format!("{} with ties", c.name);
-        c.perturb = |_, _, i| i % 2 == 1;
+        c.perturb = Box::new(|_, _, i| i % 2 == 1);
         c
     });
     // With dedup the tied `b` tokens are dropped: 7 firings emit 0.1, 0.5, 0.9, 1.2, 1.3, …

@@ -193,7 +193,7 @@ pub trait Kernel: AsAny + Send + Sync + 'static {
     /// The kernel kind (the RON variant name, or a registered custom kind).
     fn kind(&self) -> &str;
 
-    /// Tokens demanded on each input tap for the next firing (default: the tap rates).
+    /// Tokens demanded on each input tap for the next firing (usually the tap rates).
     fn demand(&self, inputs: &[InputView], demand: &mut [u32]);
 
     /// Whether the node is finished given its inputs (it is idle when asked). The default is §4:
@@ -504,7 +504,7 @@ pub struct BuildCtx<'a> {
 }
 
 /// Builds the kernel instance for a node, or `None` when this build has no implementation
-/// (the scene scan refuses such nodes before planning, R320).
+/// (`Select`, `SlotLoad`: the refusal scan after planning reports them, R320).
 pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kernel>> {
     use KernelSpec::*;
     use elementwise::{Binary, BinaryOp, Unary, UnaryOp};

@@ -179,6 +179,7 @@ impl Kernel for OrderedMerge {
 /// assert!(!pred_holds(Pred::Lt(5.0), 5.0));
 /// assert!(pred_holds(Pred::NotMultipleOf(3.0), 7.0));
 /// assert!(!pred_holds(Pred::NotMultipleOf(3.0), 9.0));
+/// assert!(pred_holds(Pred::Le(0.1), 0.1f32) && pred_holds(Pred::Eq(0.1), 0.1f32));
 /// ```
 pub struct Filter {
     pred: Pred,
@@ -190,9 +191,20 @@ impl Filter {
     }
 }
 
-/// Evaluates a predicate on a value (compared in f64).
+/// Evaluates a predicate on a value: the parameter is rounded to f32 first (SPEC §7), then both
+/// are compared in f64, so `Le(0.1)` passes a token holding `0.1f32`.
 pub fn pred_holds(pred: Pred, v: f32) -> bool {
     let v = v as f64;
+    let r = |x: f64| f64::from(x as f32);
+    let pred = match pred {
+        Pred::Lt(x) => Pred::Lt(r(x)),
+        Pred::Le(x) => Pred::Le(r(x)),
+        Pred::Gt(x) => Pred::Gt(r(x)),
+        Pred::Ge(x) => Pred::Ge(r(x)),
+        Pred::Eq(x) => Pred::Eq(r(x)),
+        Pred::Ne(x) => Pred::Ne(r(x)),
+        Pred::NotMultipleOf(x) => Pred::NotMultipleOf(r(x)),
+    };
     match pred {
         Pred::Lt(x) => v < x,
         Pred::Le(x) => v <= x,
