@@ -776,8 +776,9 @@ fn plan_node(
     check_kernel_params(ctx, path, &n.kernel, env);
     // A kernel kind nobody registered (E224, reported above) has no known taps: the node is
     // opaque, and edges to it are not judged (that would only repeat the one error).
-    let opaque = kernels::kernel_taps(&n.kernel, env.registry).is_err();
-    let layout = match kernels::kernel_taps(&n.kernel, env.registry) {
+    let taps = kernels::kernel_taps(&n.kernel, env.registry);
+    let opaque = taps.is_err();
+    let layout = match taps {
         Ok(l) => l,
         Err(_) => Some(kernels::TapLayout {
             inputs: vec![],

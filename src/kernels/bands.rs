@@ -188,11 +188,9 @@ impl Kernel for BandMerge {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let n = io.inputs.first().map_or(0, |b| b.values.len());
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + n, 0.0);
+        let out = io.outputs[0].append_zeroed(n);
         for input in io.inputs.iter().take(self.bands) {
-            for (d, &x) in out[start..].iter_mut().zip(input.values) {
+            for (d, &x) in out.iter_mut().zip(input.values) {
                 *d += x;
             }
         }

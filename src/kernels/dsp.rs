@@ -89,10 +89,7 @@ impl Kernel for OnePole {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let x = io.inputs[0].values;
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + x.len(), 0.0);
-        let out = &mut out[start..];
+        let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
         for (row, y) in self.y.iter_mut().enumerate() {
             for s in 0..r.samples(x.len()) {
@@ -389,10 +386,7 @@ impl Kernel for Biquad {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let x = io.inputs[0].values;
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + x.len(), 0.0);
-        let out = &mut out[start..];
+        let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
         for (row, s) in self.state.iter_mut().enumerate() {
             for k in 0..r.samples(x.len()) {
@@ -606,10 +600,7 @@ impl Kernel for Fir {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let x = io.inputs[0].values;
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + x.len(), 0.0);
-        let out = &mut out[start..];
+        let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
         let n = r.samples(x.len());
         let h = self.hist_len();
@@ -755,10 +746,7 @@ impl Kernel for Resample {
         let x = io.inputs[0].values;
         let (ri, ro) = (self.in_rows, self.out_rows);
         let n_out = ro.frames * self.out_rate as usize;
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + n_out / ro.frames * ro.token_len, 0.0);
-        let out = &mut out[start..];
+        let out = io.outputs[0].append_zeroed(n_out / ro.frames * ro.token_len);
         let n_in = ri.samples(x.len());
         for row in 0..ro.rows.min(ri.rows) {
             for s in 0..n_out {
@@ -947,10 +935,7 @@ impl Kernel for Envelope {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let x = io.inputs[0].values;
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + x.len(), 0.0);
-        let out = &mut out[start..];
+        let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
         let mut state = std::mem::take(&mut self.state);
         for (row, st) in state.iter_mut().enumerate() {

@@ -163,11 +163,8 @@ pub fn unary_cohort(members: &mut [CohortMember<'_, '_>]) {
                 continue;
             }
         };
-        let out = &mut m.io.outputs[0].values;
         let x = m.io.inputs[0].values;
-        let start = out.len();
-        out.resize(start + x.len(), 0.0);
-        let dst = &mut out[start..];
+        let dst = m.io.outputs[0].append_zeroed(x.len());
         match op {
             UnaryOp::Identity => dst.copy_from_slice(x),
             UnaryOp::Mul(g) => dst.iter_mut().zip(x).for_each(|(d, &x)| *d = x * g),
@@ -271,10 +268,7 @@ impl Kernel for Mix {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let n = io.inputs.first().map_or(0, |b| b.values.len());
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + n, 0.0);
-        let dst = &mut out[start..];
+        let dst = io.outputs[0].append_zeroed(n);
         for (input, &g) in io.inputs.iter().zip(&self.gains) {
             for (d, &x) in dst.iter_mut().zip(input.values) {
                 *d += g * x;

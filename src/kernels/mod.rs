@@ -73,6 +73,12 @@ impl OutputBlock {
     pub fn push(&mut self, token: &[f32]) {
         self.values.extend_from_slice(token);
     }
+    /// Appends `n` zeros and returns them to be written.
+    pub fn append_zeroed(&mut self, n: usize) -> &mut [f32] {
+        let start = self.values.len();
+        self.values.resize(start + n, 0.0);
+        &mut self.values[start..]
+    }
     /// Appends one token with every element equal to `v`.
     pub fn push_fill(&mut self, v: f32) {
         let n = self.values.len() + self.token_len;

@@ -62,12 +62,10 @@ impl Kernel for MatMul {
         let (sa, sb, so) = self.dims();
         let (a, b) = (io.inputs[0].values, io.inputs[1].values);
         let tiles = a.len().checked_div(sa).unwrap_or(0);
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + tiles * so, 0.0);
+        let out = io.outputs[0].append_zeroed(tiles * so);
         for t in 0..tiles {
             let (at, bt) = (&a[t * sa..][..sa], &b[t * sb..][..sb]);
-            let ot = &mut out[start + t * so..][..so];
+            let ot = &mut out[t * so..][..so];
             for i in 0..self.m {
                 for j in 0..self.n {
                     let mut acc = 0f32;
@@ -180,10 +178,7 @@ impl Kernel for Softmax {
     }
     fn fire(&mut self, io: &mut FireIo<'_>) {
         let x = io.inputs[0].values;
-        let out = &mut io.outputs[0].values;
-        let start = out.len();
-        out.resize(start + x.len(), 0.0);
-        let out = &mut out[start..];
+        let out = io.outputs[0].append_zeroed(x.len());
         for t in 0..x.len() / self.len.max(1) {
             for &g in &self.groups {
                 let at = |i: usize| t * self.len + g + i * self.stride;

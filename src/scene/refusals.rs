@@ -4,45 +4,8 @@
 use super::model::*;
 use crate::error::Diagnostic;
 
-/// Kernels whose forward behaviour this build implements.
-pub const IMPLEMENTED_KERNELS: &[&str] = &[
-    "Const",
-    "Ramp",
-    "Sine",
-    "Saw",
-    "Square",
-    "Noise",
-    "File",
-    "Gain",
-    "Offset",
-    "Map",
-    "Add",
-    "Sub",
-    "Mul",
-    "Mix",
-    "AddScalar",
-    "MulScalar",
-    "OnePole",
-    "Biquad",
-    "Fir",
-    "Decimate",
-    "Interpolate",
-    "BandSplit",
-    "BandMerge",
-    "Envelope",
-    "OrderedMerge",
-    "Filter",
-    "Take",
-    "MatMul",
-    "Softmax",
-    "RowSum",
-    "RowMax",
-    "Transpose",
-    "Copy",
-    "SlewIntegrator",
-    "Probe",
-    "Actor",
-];
+/// Built-in kernels that parse but have no implementation in this build (they arrive with slots).
+pub const UNIMPLEMENTED_KERNELS: &[&str] = &["Select", "SlotLoad"];
 
 /// Every refusal the scene triggers, in scene order.
 pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
@@ -56,9 +19,7 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     };
     for (i, n) in s.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
-        if !matches!(n.kernel, KernelSpec::Custom { .. })
-            && !IMPLEMENTED_KERNELS.contains(&n.kernel.kind())
-        {
+        if UNIMPLEMENTED_KERNELS.contains(&n.kernel.kind()) {
             refuse(
                 "R320",
                 format!("{p}.kernel"),
