@@ -15,6 +15,18 @@ pub struct BlockedNode {
     pub reason: &'static str,
     /// The channels it waits on (`from.tap->to.tap`).
     pub channels: Vec<String>,
+    /// The gate it waits on (`GATE_WAIT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+}
+
+/// A gate that can never open (§6): its ready members and why the others are not ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateState {
+    pub gate: String,
+    pub ready: Vec<String>,
+    /// `(member, why)`: `finished at tick T`, or the stall its readiness shows.
+    pub not_ready: Vec<(String, String)>,
 }
 
 /// A channel involved in a deadlock.
@@ -39,6 +51,9 @@ pub struct DeadlockReport {
     pub channels: Vec<ChannelState>,
     /// Task-window utilisation (no window is configured in this build: `null`).
     pub window: Option<()>,
+    /// Gates that can never open (kind `gate`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateState>,
     pub mitigations: Vec<String>,
 }
 
@@ -46,13 +61,25 @@ impl DeadlockReport {
     /// Human-readable rendering for the CLI.
     pub fn to_text(&self) -> String {
         let mut s = format!("deadlock ({}): {}\n", self.kind, self.basis);
-        for b in &self.blocked {
+        for g in &self.gates {
+            let why: Vec<String> = g
+                .not_ready
+                .iter()
+                .map(|(n, w)| format!("{n} ({w})"))
+                .collect();
             s += &format!(
-                "  blocked: {} — {} on {}\n",
-                b.node,
-                b.reason,
-                b.channels.join(", ")
+                "  gate {}: ready {}; not ready {}\n",
+                g.gate,
+                g.ready.join(", "),
+                why.join(", ")
             );
+        }
+        for b in &self.blocked {
+            let on = match &b.gate {
+                Some(g) => format!("gate {g}"),
+                None => b.channels.join(", "),
+            };
+            s += &format!("  blocked: {} — {} on {on}\n", b.node, b.reason);
         }
         for c in &self.channels {
             s += &format!(
@@ -98,6 +125,7 @@ fn blocked_nodes(world: &World, plan: &Plan) -> (Vec<BlockedNode>, BTreeSet<usiz
                 .iter()
                 .map(|&c| plan.channels[c].name.clone())
                 .collect(),
+            gate: None,
         });
     }
     (blocked, involved)
@@ -165,6 +193,7 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
         channels: channel_states(world, plan, &involved),
         blocked,
         window: None,
+        gates: Vec::new(),
         mitigations,
     }
 }
@@ -190,6 +219,88 @@ pub fn strict(world: &World, plan: &Plan) -> DeadlockReport {
         channels: channel_states(world, plan, &involved),
         blocked,
         window: None,
+        gates: Vec::new(),
         mitigations,
     }
+}
+
+/// §4 termination rule 2: with no instant left to process, a gate with a ready member can never
+/// open (a member finished, or its members wait on one another). Names the gate, its ready
+/// members and why the others are not ready.
+pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
+    let order = &world.resource::<NodeOrder>().0;
+    let rt = |i: usize| order.get(i).and_then(|&e| world.get::<NodeRuntime>(e));
+    let mut gates = Vec::new();
+    let mut blocked = Vec::new();
+    let mut involved = BTreeSet::new();
+    let mut mitigations = Vec::new();
+    for g in &plan.gates {
+        let ready: Vec<usize> = g
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| rt(m).is_some_and(|r| !r.finished() && r.readiness.ready))
+            .collect();
+        if ready.is_empty() {
+            continue;
+        }
+        let mut not_ready = Vec::new();
+        for &m in &g.members {
+            let Some(r) = rt(m) else {
+                continue;
+            };
+            let name = plan.nodes[m].name.clone();
+            if let Some(at) = r.finished_at {
+                mitigations.push(format!(
+                    "gate {}: member {name} finished at tick {}; remove it from the gate or keep it running as long as the others",
+                    g.name, at.tick
+                ));
+                not_ready.push((name, format!("finished at tick {}", at.tick)));
+            } else if !r.readiness.ready {
+                let why = match r.readiness.stall() {
+                    Some((reason, crate::ecs::StallOn::Channel(c))) => {
+                        involved.insert(c);
+                        mitigations.push(format!(
+                            "gate {}: member {name} waits ({}) on {}",
+                            g.name,
+                            reason.code(),
+                            plan.channels[c].name
+                        ));
+                        format!("{} on {}", reason.code(), plan.channels[c].name)
+                    }
+                    _ => "not ready".to_string(),
+                };
+                not_ready.push((name, why));
+            }
+        }
+        for &m in &ready {
+            blocked.push(BlockedNode {
+                node: plan.nodes[m].name.clone(),
+                reason: StallReason::GateWait.code(),
+                channels: Vec::new(),
+                gate: Some(g.name.clone()),
+            });
+        }
+        gates.push(GateState {
+            gate: g.name.clone(),
+            ready: ready.iter().map(|&m| plan.nodes[m].name.clone()).collect(),
+            not_ready,
+        });
+    }
+    if gates.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = gates.iter().map(|g| g.gate.as_str()).collect();
+    Some(DeadlockReport {
+        kind: "gate",
+        basis: format!(
+            "no instant has work and gate(s) {} have ready members waiting for members that will never be ready",
+            names.join(", ")
+        ),
+        channels: channel_states(world, plan, &involved),
+        blocked,
+        window: None,
+        gates,
+        mitigations,
+    })
 }

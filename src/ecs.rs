@@ -103,6 +103,9 @@ pub enum StallReason {
     ChannelEmptyWait,
     #[serde(rename = "CHANNEL_FULL_WAIT")]
     ChannelFullWait,
+    /// Ready (§4 conditions 1–4) but its synchrony gate did not open (§6).
+    #[serde(rename = "GATE_WAIT")]
+    GateWait,
 }
 
 impl StallReason {
@@ -110,8 +113,16 @@ impl StallReason {
         match self {
             StallReason::ChannelEmptyWait => "CHANNEL_EMPTY_WAIT",
             StallReason::ChannelFullWait => "CHANNEL_FULL_WAIT",
+            StallReason::GateWait => "GATE_WAIT",
         }
     }
+}
+
+/// What a stalled node waits on: a channel, or a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StallOn {
+    Channel(usize),
+    Gate(usize),
 }
 
 /// The outcome of checking §4 conditions 1–4 for a node at one instant.
@@ -130,16 +141,16 @@ pub struct Readiness {
 
 impl Readiness {
     /// The stall this evaluation shows, with the channel waited on.
-    pub fn stall(&self) -> Option<(StallReason, usize)> {
+    pub fn stall(&self) -> Option<(StallReason, StallOn)> {
         if self.ready || self.free_slots == 0 || self.not_due {
             return None;
         }
         if let Some(&c) = self.lacking_inputs.first() {
-            return Some((StallReason::ChannelEmptyWait, c));
+            return Some((StallReason::ChannelEmptyWait, StallOn::Channel(c)));
         }
         self.lacking_outputs
             .first()
-            .map(|&c| (StallReason::ChannelFullWait, c))
+            .map(|&c| (StallReason::ChannelFullWait, StallOn::Channel(c)))
     }
     /// §4 artificial deadlock: conditions 1, 2 and 4 hold but 3 does not.
     pub fn blocked_only_by_room(&self) -> bool {
@@ -170,6 +181,8 @@ pub struct NodeRuntime {
     pub spare: Vec<Vec<OutputBlock>>,
     /// Scratch for split output tokens.
     pub part_scratch: Vec<f32>,
+    /// Consumed input values of the firing being computed (one buffer per input tap), reused.
+    pub input_bufs: Vec<Vec<f32>>,
 }
 
 impl NodeRuntime {
@@ -291,6 +304,23 @@ pub fn finish_node(
     }
 }
 
+/// When a zero-delay write made now becomes visible (§3): at `(t, δ+1)` under `Kpn`; under an
+/// IPLS, to the later stages of this very step (the stage barrier), i.e. from `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroDelay {
+    NextDelta,
+    LaterStages,
+}
+
+impl ZeroDelay {
+    pub fn visible(self, now: Instant, delay: u64) -> Instant {
+        match self {
+            ZeroDelay::LaterStages if delay == 0 => now,
+            _ => now.after_delay(delay),
+        }
+    }
+}
+
 /// Writes the outputs of the leading completed firings of a node, in firing order, at `now`.
 /// Returns how many firings were written out.
 pub fn flush_completed(
@@ -299,6 +329,7 @@ pub fn flush_completed(
     arena: &mut TokenArena,
     events: &mut EventQueue,
     now: Instant,
+    zero: ZeroDelay,
 ) -> Result<usize, crate::arena::ArenaError> {
     let mut flushed = 0;
     while rt.in_flight.front().is_some_and(|f| f.done) {
@@ -309,7 +340,7 @@ pub fn flush_completed(
             let produced = block.tokens().min(port.max_production as usize);
             for oc in &port.channels {
                 arena.release(oc.channel, port.max_production - produced as u32);
-                let visible = now.after_delay(oc.delay);
+                let visible = zero.visible(now, oc.delay);
                 let discard = arena.ring(oc.channel).consumer_finished_at.is_some();
                 for t in 0..produced {
                     if discard {
@@ -346,6 +377,7 @@ pub fn flush_completed(
 /// Writes out a node's completed firings at `now` (see [`flush_completed`]), counts them, and
 /// finishes a source whose last firing has been written (§4 end of stream). An arena failure
 /// comes back as the diagnostic that ends the run.
+#[allow(clippy::too_many_arguments)]
 pub fn write_out_completed(
     n: usize,
     rt: &mut NodeRuntime,
@@ -354,8 +386,9 @@ pub fn write_out_completed(
     events: &mut EventQueue,
     stats: &mut Stats,
     now: Instant,
+    zero: ZeroDelay,
 ) -> Option<crate::error::Diagnostic> {
-    let failure = match flush_completed(rt, wiring, arena, events, now) {
+    let failure = match flush_completed(rt, wiring, arena, events, now, zero) {
         Ok(c) => {
             stats.completed[n] += c as u64;
             None
@@ -408,6 +441,21 @@ pub struct StepState {
     pub ready: FixedBitSet,
     /// Tasks admitted by dispatch: `(node, latency, firings allowed this step)`.
     pub enabled: Vec<(u32, u64, u32)>,
+    /// Nodes admitted by dispatch in the current stage, with their `(latency, allowed)` in
+    /// `grants` (dense by node; valid where `admitted` is set).
+    pub admitted: FixedBitSet,
+    pub grants: Vec<(u64, u32)>,
+    /// Gates that opened at the current stage (§6): their members fire once, together.
+    pub gates_open: FixedBitSet,
+    /// IPLS: zero-time work remains after the last stage, so the step repeats at `δ+1` (§5).
+    pub pending: bool,
+    /// Some node fired in this step.
+    pub fired: bool,
+    /// Nodes whose last evaluation in this step lacked room on an output channel.
+    pub room_blocked: FixedBitSet,
+    /// IPLS: nodes whose zero-latency firings are written out at the stage barrier.
+    pub barrier_flush: Vec<u32>,
+    pub flush_marked: FixedBitSet,
     /// Completions popped from the event queue for this instant.
     pub completions: Vec<Event>,
     /// A failure inside a system (arena limit); the driver ends the run with it.
@@ -429,7 +477,7 @@ pub struct StallCount {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenStall {
     pub reason: StallReason,
-    pub channel: usize,
+    pub on: StallOn,
     pub since: u64,
 }
 
@@ -445,6 +493,10 @@ pub struct Stats {
     pub node_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
     /// `(channel, reason)` → counts.
     pub channel_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
+    /// Gate → `GATE_WAIT` counts of its members.
+    pub gate_stalls: std::collections::BTreeMap<usize, StallCount>,
+    /// Gate → how many times it opened.
+    pub gate_openings: Vec<u64>,
     /// Wall-clock time of the firings of timed nodes (`timing: Measure`), by node.
     pub timing: std::collections::BTreeMap<usize, FiringTimes>,
 }
@@ -483,26 +535,29 @@ impl Stats {
     }
 
     /// Records node `n`'s stall state at instant `now` (called once per processed instant).
-    pub fn observe_stall(&mut self, n: usize, stall: Option<(StallReason, usize)>, now: Instant) {
+    pub fn observe_stall(&mut self, n: usize, stall: Option<(StallReason, StallOn)>, now: Instant) {
         let open = self.open_stalls[n];
-        let same =
-            matches!((open, stall), (Some(o), Some((r, c))) if o.reason == r && o.channel == c);
+        let same = matches!((open, stall), (Some(o), Some((r, on))) if o.reason == r && o.on == on);
         if !same {
             self.close_stall(n, now.tick);
-            if let Some((reason, channel)) = stall {
+            if let Some((reason, on)) = stall {
                 self.open_stalls[n] = Some(OpenStall {
                     reason,
-                    channel,
+                    on,
                     since: now.tick,
                 });
             }
         }
-        if let Some((reason, channel)) = stall {
+        if let Some((reason, on)) = stall {
             self.node_stalls.entry((n, reason)).or_default().instants += 1;
-            self.channel_stalls
-                .entry((channel, reason))
-                .or_default()
-                .instants += 1;
+            self.subject_stall(on, reason).instants += 1;
+        }
+    }
+
+    fn subject_stall(&mut self, on: StallOn, reason: StallReason) -> &mut StallCount {
+        match on {
+            StallOn::Channel(c) => self.channel_stalls.entry((c, reason)).or_default(),
+            StallOn::Gate(g) => self.gate_stalls.entry(g).or_default(),
         }
     }
 
@@ -513,10 +568,7 @@ impl Stats {
             let e = self.node_stalls.entry((n, o.reason)).or_default();
             e.ticks += d;
             e.longest_ticks = e.longest_ticks.max(d);
-            let c = self
-                .channel_stalls
-                .entry((o.channel, o.reason))
-                .or_default();
+            let c = self.subject_stall(o.on, o.reason);
             c.ticks += d;
             c.longest_ticks = c.longest_ticks.max(d);
         }
@@ -593,4 +645,288 @@ pub struct ChannelContract {
     pub delay: u64,
     pub initial_capacity: u32,
     pub lane: Lane,
+}
+
+/// One batch of a stage: nodes of one kernel kind fired by one call of the kind's batched form.
+#[derive(Debug, Clone)]
+pub struct FireGroup {
+    pub kind: String,
+    pub nodes: Vec<usize>,
+    pub entities: bevy_ecs::entity::UniqueEntityVec,
+}
+
+/// The work of one stage of a step.
+#[derive(Debug, Clone, Default)]
+pub struct StageWork {
+    /// Nodes evaluated (and fired) at this stage, in canonical order.
+    pub eval: Vec<usize>,
+    /// Batches in firing order (IPLS only; `Kpn` fires one by one in canonical order).
+    pub groups: Vec<FireGroup>,
+    /// Gates that open or wait at this stage.
+    pub gates: Vec<usize>,
+}
+
+/// A synchrony gate at run time.
+#[derive(Debug, Clone)]
+pub struct GateWork {
+    pub name: String,
+    pub members: Vec<usize>,
+    pub stage: u32,
+}
+
+/// How a step is staged (§5, §6), resolved from the plan at spawn; `current` is the stage the
+/// running pass of the step schedule processes.
+#[derive(Resource, Debug, Clone)]
+pub struct Staging {
+    pub mode: crate::schedule::ScheduleMode,
+    pub stages: Vec<StageWork>,
+    /// The effective stage of every node (gate members move to their gate's stage).
+    pub stage_of: Vec<u32>,
+    pub gate_of: Vec<Option<u32>>,
+    pub gates: Vec<GateWork>,
+    /// Per node: a zero-delay output channel leads to a node evaluated at the same or an
+    /// earlier stage, so its zero-latency outputs leave work for the next delta.
+    pub feeds_back: FixedBitSet,
+    /// The producing node of every channel.
+    pub producer_of: Vec<u32>,
+    pub current: usize,
+}
+
+impl Staging {
+    pub fn ipls(&self) -> bool {
+        self.mode != crate::schedule::ScheduleMode::Kpn
+    }
+
+    pub fn zero_delay(&self) -> ZeroDelay {
+        if self.ipls() {
+            ZeroDelay::LaterStages
+        } else {
+            ZeroDelay::NextDelta
+        }
+    }
+
+    /// Builds the staging of a plan; `order` maps nodes to their entities.
+    pub fn new(plan: &Plan, order: &[Entity]) -> Staging {
+        use crate::schedule::effective_stages;
+        let n = plan.nodes.len();
+        let declared = plan.schedule.stage_of(n);
+        let members: Vec<Vec<usize>> = plan.gates.iter().map(|g| g.members.clone()).collect();
+        let (stage_of, gate_stage) = effective_stages(&declared, &members);
+        let mut gate_of = vec![None; n];
+        for (g, m) in members.iter().enumerate() {
+            for &i in m {
+                gate_of[i] = Some(g as u32);
+            }
+        }
+        let stage_count = plan.schedule.stages.len().max(1);
+        let mut stages: Vec<StageWork> = (0..stage_count).map(|_| StageWork::default()).collect();
+        for (i, &s) in stage_of.iter().enumerate() {
+            stages[(s as usize).min(stage_count - 1)].eval.push(i);
+        }
+        for (g, &s) in gate_stage.iter().enumerate() {
+            stages[(s as usize).min(stage_count - 1)].gates.push(g);
+        }
+        let group = |kind: &str, nodes: Vec<usize>| FireGroup {
+            kind: kind.to_string(),
+            entities: nodes.iter().map(|&i| order[i]).collect(),
+            nodes,
+        };
+        for (s, st) in plan.schedule.stages.iter().enumerate() {
+            for c in &st.cohorts {
+                let here: Vec<usize> = c
+                    .nodes
+                    .iter()
+                    .copied()
+                    .filter(|&i| stage_of[i] as usize == s)
+                    .collect();
+                if !here.is_empty() {
+                    stages[s].groups.push(group(&c.kind, here));
+                }
+            }
+        }
+        // Gate members moved to an earlier stage fire there, one by one after its cohorts.
+        if !plan.schedule.is_kpn() {
+            for i in 0..n {
+                if stage_of[i] != declared[i] {
+                    let s = stage_of[i] as usize;
+                    stages[s].groups.push(group(plan.nodes[i].kernel.kind(), vec![i]));
+                }
+            }
+        }
+        let mut feeds_back = FixedBitSet::with_capacity(n);
+        for c in &plan.channels {
+            if c.delay == 0 && stage_of[c.to_node] <= stage_of[c.from_node] {
+                feeds_back.insert(c.from_node);
+            }
+        }
+        Staging {
+            mode: plan.schedule.mode,
+            stages,
+            stage_of,
+            gate_of,
+            gates: plan
+                .gates
+                .iter()
+                .zip(&gate_stage)
+                .map(|(g, &s)| GateWork {
+                    name: g.name.clone(),
+                    members: g.members.clone(),
+                    stage: s,
+                })
+                .collect(),
+            feeds_back,
+            producer_of: plan.channels.iter().map(|c| c.from_node as u32).collect(),
+            current: 0,
+        }
+    }
+
+    pub fn stage(&self) -> &StageWork {
+        let last = self.stages.len().saturating_sub(1);
+        &self.stages[self.current.min(last)]
+    }
+}
+
+/// The kernel registry (custom kinds' batched forms) as a resource.
+#[derive(Resource, Clone, Default)]
+pub struct Registry(pub crate::kernels::KernelRegistry);
+
+/// Consumes one firing's inputs (§4 "Firing"): the demanded tokens of every tap in FIFO order
+/// (gathered across channels under an adapter, §8), optional taps falling back to `hold_last` /
+/// `default`. Tap `j`'s values land in `bufs[j]`; a probe records what it consumed.
+pub fn consume_inputs(
+    rt: &mut NodeRuntime,
+    wiring: &NodeWiring,
+    arena: &mut TokenArena,
+    probe: Option<&mut ProbeStream>,
+    scratch: &mut Scratch,
+    bufs: &mut Vec<Vec<f32>>,
+) {
+    use crate::adapters::gather;
+    bufs.resize_with(wiring.inputs.len(), Vec::new);
+    let mut probe = probe;
+    for (j, port) in wiring.inputs.iter().enumerate() {
+        let buf = &mut bufs[j];
+        buf.clear();
+        scratch.metas.clear();
+        let want = rt.demand[j] as usize;
+        let take = if port.optional {
+            want.min(rt.views[j].visible)
+        } else {
+            want
+        };
+        if port.gathers() {
+            // §8 gather: one token from every channel makes one tap token.
+            scratch.parts.resize_with(port.channels.len(), Vec::new);
+            for (k, &ch) in port.channels.iter().enumerate() {
+                scratch.parts[k].clear();
+                arena.pop(ch, take, &mut scratch.parts[k], &mut scratch.metas);
+            }
+            // A gathered token is the first channel's (its seq) and visible when its last
+            // part became visible.
+            for t in 0..take {
+                let latest = (0..port.channels.len())
+                    .filter_map(|k| scratch.metas.get(k * take + t))
+                    .map(|m| m.visible)
+                    .max();
+                if let (Some(v), Some(m)) = (latest, scratch.metas.get_mut(t)) {
+                    m.visible = v;
+                }
+            }
+            scratch.metas.truncate(take);
+            let mut slices: Vec<&[f32]> = Vec::with_capacity(port.channels.len());
+            for t in 0..take {
+                slices.clear();
+                for (k, s) in port.channel_shapes.iter().enumerate() {
+                    let len = s.elements() as usize;
+                    slices.push(&scratch.parts[k][t * len..(t + 1) * len]);
+                }
+                gather(port.adapter, port.shape, &port.channel_shapes, &slices, buf);
+            }
+        } else if let Some(ch) = port.channel {
+            arena.pop(ch, take, buf, &mut scratch.metas);
+        }
+        // A probe records the tokens it consumed, never the fallbacks of an optional tap.
+        if let Some(p) = probe.as_deref_mut() {
+            p.record(buf, &scratch.metas);
+        }
+        if port.optional {
+            rt.held.resize_with(wiring.inputs.len(), Vec::new);
+            if take > 0 && port.hold_last {
+                let last = &buf[(take - 1) * port.token_len..take * port.token_len];
+                rt.held[j] = last.to_vec();
+            }
+            for _ in take..want {
+                if port.hold_last && rt.held[j].len() == port.token_len {
+                    buf.extend_from_slice(&rt.held[j]);
+                } else {
+                    buf.resize(buf.len() + port.token_len, port.default);
+                }
+            }
+        }
+    }
+}
+
+/// Reserves the output slots of a firing (its maximum production on every channel) and hands
+/// out the blocks its kernel writes into.
+pub fn reserve_outputs(
+    rt: &mut NodeRuntime,
+    wiring: &NodeWiring,
+    arena: &mut TokenArena,
+) -> Vec<OutputBlock> {
+    for port in &wiring.outputs {
+        for oc in &port.channels {
+            arena.reserve(oc.channel, port.max_production);
+        }
+    }
+    let mut outputs = rt.spare.pop().unwrap_or_default();
+    outputs.resize_with(wiring.outputs.len(), Default::default);
+    for (block, port) in outputs.iter_mut().zip(&wiring.outputs) {
+        block.values.clear();
+        block.token_len = port.token_len;
+    }
+    outputs
+}
+
+/// Books a firing that has computed its outputs (§4): counts it, moves a source's next due
+/// tick, and puts the task in flight, completing at `now + latency`. Returns whether it
+/// completes in this step (`L = 0`); otherwise its completion event is queued.
+#[allow(clippy::too_many_arguments)]
+pub fn book_firing(
+    n: usize,
+    rt: &mut NodeRuntime,
+    wiring: &NodeWiring,
+    outputs: Vec<OutputBlock>,
+    latency: u64,
+    now: Instant,
+    events: &mut EventQueue,
+    stats: &mut Stats,
+) -> bool {
+    let index = rt.firings_started;
+    rt.firings_started += 1;
+    stats.firings[n] += 1;
+    if wiring.is_source {
+        rt.remaining = rt.remaining.map(|r| r.saturating_sub(1));
+        if let Some(period) = wiring.period {
+            rt.next_due = now.tick.saturating_add(period);
+            if rt.remaining != Some(0) {
+                events.push_wake(rt.next_due);
+            }
+        }
+    }
+    let complete_at = now.tick.saturating_add(latency);
+    rt.in_flight.push_back(Firing {
+        index,
+        started: now.tick,
+        complete_at,
+        done: latency == 0,
+        outputs,
+    });
+    if latency > 0 {
+        events.push_completion(complete_at, n as u32);
+        return false;
+    }
+    if !wiring.is_probe {
+        stats.makespan = stats.makespan.max(now.tick);
+    }
+    true
 }

@@ -9,7 +9,7 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::kernels::{self, KernelRegistry};
 use crate::plan::Plan;
 use crate::report::{Growth, Outcome, Report};
-use crate::scene::{MemorySpec, Policy, Scene};
+use crate::scene::{MemorySpec, Policy, Scene, ScheduleSpec};
 use crate::time::Instant;
 use bevy_ecs::prelude::*;
 use std::sync::Arc;
@@ -26,6 +26,11 @@ pub struct RunOptions {
     pub max_steps: Option<u64>,
     /// Byte limit of the token arena.
     pub max_arena_bytes: usize,
+    /// Runs the scene under this schedule instead of its own (`--schedule`).
+    pub schedule: Option<ScheduleSpec>,
+    /// Threads of the engine's own rayon pool for cohort parallelism (`--threads`); `None`
+    /// uses the pool the caller runs in. Results never depend on it.
+    pub threads: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -34,6 +39,8 @@ impl Default for RunOptions {
             until: None,
             max_steps: None,
             max_arena_bytes: DEFAULT_ARENA_LIMIT,
+            schedule: None,
+            threads: None,
         }
     }
 }
@@ -62,6 +69,9 @@ pub struct Engine {
     growths: Vec<Growth>,
     deadlock: Option<DeadlockReport>,
     failure: Option<Diagnostic>,
+    /// IPLS steps after the first delta of a tick that fired something (§5 extra deltas).
+    extra_deltas: u64,
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Engine {
@@ -83,7 +93,7 @@ impl Engine {
         opts: RunOptions,
         registry: &KernelRegistry,
     ) -> Result<Engine> {
-        let plan = Plan::compile_with(scene, registry)?;
+        let plan = Plan::compile_scheduled(scene, registry, opts.schedule.as_ref())?;
         let refused = crate::scene::refusals(&scene.spec);
         if !refused.is_empty() {
             return Err(Error::Refused(refused));
@@ -278,6 +288,25 @@ impl Engine {
         world.insert_resource(probes);
         world.insert_resource(Scratch::default());
         world.insert_resource(Device::Reference);
+        world.insert_resource(Staging::new(&plan, &world.resource::<NodeOrder>().0));
+        world.insert_resource(Registry(registry));
+        world.resource_mut::<Stats>().gate_openings = vec![0; plan.gates.len()];
+        let pool = match opts.threads {
+            Some(0) => {
+                return Err(Error::invalid(Diagnostic {
+                    code: "E106",
+                    message: "threads must be at least 1".into(),
+                    location: crate::error::Location::Argument("--threads".into()),
+                }));
+            }
+            Some(n) => Some(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::Internal(format!("thread pool: {e}")))?,
+            )),
+            None => None,
+        };
         let until = opts.until.or(plan.run.until);
         let max_steps = opts.max_steps.or(plan.run.max_steps);
         Ok(Engine {
@@ -293,7 +322,29 @@ impl Engine {
             growths: Vec::new(),
             deadlock: None,
             failure: None,
+            extra_deltas: 0,
+            pool,
         })
+    }
+
+    /// Replaces the step schedule's build settings, e.g. to turn ambiguity detection up to
+    /// `Error` or (with bevy's `debug` feature) to shuffle unconstrained system order with
+    /// `shuffle_seed`. Results must never depend on either (§4 Kahn determinism); the tests
+    /// prove it. Fails when the rebuilt schedule is invalid (an ambiguity under `Error`).
+    pub fn set_schedule_settings(
+        &mut self,
+        settings: bevy_ecs::schedule::ScheduleBuildSettings,
+    ) -> Result<()> {
+        self.schedule.set_build_settings(settings);
+        self.schedule
+            .initialize(&mut self.world)
+            .map(|_| ())
+            .map_err(|e| Error::Internal(format!("step schedule: {e}")))
+    }
+
+    /// The number of stages a step runs (1 under `Kpn`).
+    pub fn stages(&self) -> usize {
+        self.world.resource::<Staging>().stages.len()
     }
 
     pub fn plan(&self) -> &Plan {
@@ -320,6 +371,13 @@ impl Engine {
 
     /// Runs until the run ends; returns its outcome.
     pub fn run(&mut self) -> Outcome {
+        match self.pool.clone() {
+            Some(pool) => pool.install(|| self.run_here()),
+            None => self.run_here(),
+        }
+    }
+
+    fn run_here(&mut self) -> Outcome {
         loop {
             if let StepStatus::Ended(o) = self.step() {
                 return o;
@@ -344,18 +402,36 @@ impl Engine {
         }
         let now = self.next;
         self.world.resource_mut::<Clock>().now = now;
-        self.schedule.run(&mut self.world);
+        // One pass of the step schedule per stage (one under `Kpn`), §5.
+        let (stages, ipls) = {
+            let st = self.world.resource::<Staging>();
+            (st.stages.len().max(1), st.ipls())
+        };
+        for stage in 0..stages {
+            self.world.resource_mut::<Staging>().current = stage;
+            self.schedule.run(&mut self.world);
+            if self.world.resource::<StepState>().failure.is_some() {
+                break;
+            }
+        }
         self.steps += 1;
         self.last_processed = Some(now);
-        let (changed, failure) = {
+        let (changed, pending, fired, failure) = {
             let mut st = self.world.resource_mut::<StepState>();
-            (st.changed, st.failure.take())
+            (st.changed, st.pending, st.fired, st.failure.take())
         };
         if let Some(f) = failure {
             self.failure = Some(f);
             return self.end(Outcome::Failed);
         }
-        if changed {
+        if ipls && fired && now.delta > 0 {
+            self.extra_deltas += 1;
+        }
+        // Under an IPLS a step that left no zero-time work goes straight to the next event;
+        // otherwise (and always under `Kpn`) a change means another delta. Termination is only
+        // ever decided after a step that changed nothing, so every node's readiness is fresh.
+        let next_event = self.world.resource::<Events>().0.next_tick();
+        if changed && (!ipls || pending || next_event.is_none()) {
             self.next = now.next_delta();
             return StepStatus::Running;
         }
@@ -428,6 +504,10 @@ impl Engine {
             self.deadlock = Some(diag::artificial(&self.world, &self.plan, &candidates));
             return self.end(Outcome::Deadlock);
         }
+        if let Some(report) = diag::gate(&self.world, &self.plan) {
+            self.deadlock = Some(report);
+            return self.end(Outcome::Deadlock);
+        }
         if self.plan.strict {
             self.deadlock = Some(diag::strict(&self.world, &self.plan));
             return self.end(Outcome::Deadlock);
@@ -483,6 +563,7 @@ impl Engine {
             &self.growths,
             self.deadlock.clone(),
             self.failure.clone(),
+            self.extra_deltas,
         )
     }
 }

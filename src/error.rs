@@ -57,10 +57,10 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head = if self.code.starts_with('R') {
-            "refused"
-        } else {
-            "error"
+        let head = match self.code.as_bytes().first() {
+            Some(b'R') => "refused",
+            Some(b'W') => "warning",
+            _ => "error",
         };
         write!(f, "{head}[{}]: {}", self.code, self.message)?;
         if let Some(loc) = self.location_text() {

@@ -36,6 +36,22 @@ enum ScheduleArg {
     IplsAuto,
 }
 
+impl ScheduleArg {
+    fn spec(self) -> tapwheel::scene::ScheduleSpec {
+        match self {
+            ScheduleArg::Kpn => tapwheel::scene::ScheduleSpec::Kpn,
+            ScheduleArg::IplsAuto => tapwheel::scene::ScheduleSpec::IplsAuto,
+        }
+    }
+}
+
+/// Planner warnings go to stderr (`warning[W…]`); they never change the exit code.
+fn print_warnings(warnings: &[Diagnostic]) {
+    for w in warnings {
+        eprintln!("{w}");
+    }
+}
+
 // Parsed once per process: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -163,9 +179,6 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             if device == Some(DeviceArg::Cyclesim) {
                 refused.push(arg_refusal("--device", "R305", "the CycleSim device"));
             }
-            if schedule == Some(ScheduleArg::IplsAuto) {
-                refused.push(arg_refusal("--schedule", "R302", "the IplsAuto schedule"));
-            }
             if trace.is_some() {
                 refused.push(arg_refusal("--trace", "R340", "Chrome/Perfetto traces"));
             }
@@ -196,13 +209,12 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 until,
                 max_steps,
                 max_arena_bytes,
+                schedule: schedule.map(ScheduleArg::spec),
+                threads,
             };
             let mut engine = Engine::from_scene(&loaded, opts)?;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.unwrap_or(0))
-                .build()
-                .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
-            let outcome = pool.install(|| engine.run());
+            print_warnings(&engine.plan().warnings);
+            let outcome = engine.run();
             let report = engine.report();
             let dir =
                 out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));

@@ -34,6 +34,7 @@ use crate::error::{Diagnostic, Error, Result};
 use crate::kernels::sources::FileData;
 use crate::kernels::{self, KernelRegistry, RateRule, Signature, TapSig};
 use crate::scene::*;
+use crate::schedule::{PlanGate, PlanSchedule};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -157,6 +158,16 @@ pub struct Plan {
     pub channels: Vec<PlanChannel>,
     pub memory: MemorySpec,
     pub strict: bool,
+    /// The step's stage list (§5); absent from the digest input under `Kpn`, so plans without
+    /// a schedule keep their digests.
+    #[serde(skip_serializing_if = "PlanSchedule::is_kpn")]
+    pub schedule: PlanSchedule,
+    /// Synchrony gates (§6).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<PlanGate>,
+    /// Planner warnings (`W…`): legal but probably unintended (an IPLS order forcing deltas).
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
     /// Run settings (`until`, `max_steps`, `seed`) are not part of the plan digest.
     #[serde(skip)]
     pub run: RunSpec,
@@ -474,7 +485,17 @@ impl Plan {
 
     /// [`Plan::compile`] with custom kernels from `registry`.
     pub fn compile_with(scene: &Scene, registry: &KernelRegistry) -> Result<Plan> {
+        Plan::compile_scheduled(scene, registry, None)
+    }
+
+    /// [`Plan::compile_with`] under another schedule than the scene's (`--schedule`).
+    pub fn compile_scheduled(
+        scene: &Scene,
+        registry: &KernelRegistry,
+        schedule: Option<&ScheduleSpec>,
+    ) -> Result<Plan> {
         let s = &scene.spec;
+        let schedule_spec = schedule.unwrap_or(&s.schedule);
         let env = NodeEnv {
             tick_hz: if s.tick_hz.is_finite() && s.tick_hz > 0.0 {
                 s.tick_hz
@@ -731,9 +752,23 @@ impl Plan {
                 }
             }
         }
+        let gates = crate::schedule::plan_gates(&mut ctx.errors, &s.gates, &s.nodes, &by_name);
         if ctx.errors.is_empty() {
             detect_zero_time_cycles(&mut ctx, &nodes, &channels, s);
         }
+        let mut warnings = Vec::new();
+        let schedule = if ctx.errors.is_empty() {
+            crate::schedule::plan_schedule(
+                &mut ctx.errors,
+                &mut warnings,
+                schedule_spec,
+                &nodes,
+                &channels,
+                &by_name,
+            )
+        } else {
+            PlanSchedule::default()
+        };
         if !ctx.errors.is_empty() {
             return Err(Error::Invalid(ctx.errors));
         }
@@ -745,6 +780,9 @@ impl Plan {
             channels,
             memory: s.memory,
             strict: s.strict,
+            schedule,
+            gates,
+            warnings,
             run: s.run.clone(),
             digest: String::new(),
         };
@@ -1333,7 +1371,7 @@ fn detect_zero_time_cycles(
 }
 
 /// Strongly connected components (iterative Tarjan), each listed once.
-fn tarjan(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
+pub(crate) fn tarjan(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let n = adj.len();
     let mut index = vec![usize::MAX; n];
     let mut low = vec![0; n];

@@ -115,6 +115,7 @@ impl Report {
         growths: &[Growth],
         deadlock: Option<DeadlockReport>,
         error: Option<Diagnostic>,
+        extra_deltas: u64,
     ) -> Report {
         let stats = world.resource::<Stats>();
         let probes = world.resource::<Probes>();
@@ -152,6 +153,31 @@ impl Report {
                 m.insert(reason.code().to_string(), stall_json(c));
             }
         }
+        let mut by_gate = Map::new();
+        for (g, gate) in plan.gates.iter().enumerate() {
+            let mut m = Map::new();
+            m.insert(
+                "openings".into(),
+                json!(stats.gate_openings.get(g).copied().unwrap_or(0)),
+            );
+            if let Some(c) = stats.gate_stalls.get(&g) {
+                m.insert("GATE_WAIT".into(), stall_json(c));
+            }
+            by_gate.insert(gate.name.clone(), Value::Object(m));
+        }
+        let schedule = json!({
+            "mode": plan.schedule.mode.as_str(),
+            "stages": plan.schedule.stages.iter().map(|st| st.cohorts.iter().map(|c| json!({
+                "kind": c.kind,
+                "nodes": c.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            "extra_deltas": extra_deltas,
+        });
+        let warnings: Vec<Value> = plan
+            .warnings
+            .iter()
+            .map(|w| json!({"code": w.code, "message": w.message, "at": w.location_text()}))
+            .collect();
         let mut channels = Map::new();
         for (c, ch) in plan.channels.iter().enumerate() {
             let r = arena.ring(c);
@@ -187,7 +213,9 @@ impl Report {
             "tick_hz": plan.tick_hz,
             "end_seconds": end_tick as f64 / plan.tick_hz,
             "firings": firings,
-            "stalls": {"nodes": by_node, "channels": by_channel},
+            "stalls": {"nodes": by_node, "channels": by_channel, "gates": by_gate},
+            "schedule": schedule,
+            "warnings": warnings,
             "channels": channels,
             "growths": growths,
             "discarded": discarded,

@@ -1,28 +1,40 @@
-//! Stage 1 — delay expiry. Slots freed in the previous step become room. At the first delta of
-//! a tick, every firing whose latency has elapsed completes: its outputs are written (in firing
-//! order per node) and become visible per the §3 rule; a source whose last firing completed
-//! closes its outputs.
+//! Stage 1 — delay expiry. At the first pass of a step (under an IPLS, before its first stage)
+//! slots freed in the previous step become room. At the first delta of a tick, every firing
+//! whose latency has elapsed completes: its outputs are written (in firing order per node) and
+//! become visible per the §3 rule; a source whose last firing completed closes its outputs.
+//! Under an IPLS these completions precede every stage, so their zero-delay tokens are visible
+//! to all stages of the step (§5 barrier rule).
 
 use crate::arena::TokenArena;
 use crate::ecs::*;
 use crate::time::Event;
 use bevy_ecs::prelude::*;
 
+#[allow(clippy::too_many_arguments)]
 pub fn delay_expiry(
     clock: Res<Clock>,
     order: Res<NodeOrder>,
+    staging: Res<Staging>,
     mut events: ResMut<Events>,
     mut arena: ResMut<TokenArena>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring)>,
 ) {
+    if staging.current != 0 {
+        return; // later stages of the step: the barrier already ran in kernel_execute
+    }
     arena.end_step();
     step.changed = false;
+    step.pending = false;
+    step.fired = false;
+    step.room_blocked.clear();
+    step.room_blocked.grow(order.0.len());
     let now = clock.now;
     if now.delta != 0 {
         return; // completions with L > 0 land at (t + L, 0)
     }
+    let zero = staging.zero_delay();
     let mut due = std::mem::take(&mut step.completions);
     due.clear();
     events.0.pop_due(now.tick, &mut due);
@@ -43,6 +55,7 @@ pub fn delay_expiry(
         if !wiring.is_probe {
             stats.makespan = stats.makespan.max(now.tick);
         }
+        let was_finished = rt.finished();
         if let Some(f) = write_out_completed(
             node as usize,
             &mut rt,
@@ -51,8 +64,13 @@ pub fn delay_expiry(
             &mut events.0,
             &mut stats,
             now,
+            zero,
         ) {
             step.failure = Some(f);
+        }
+        if rt.finished() && !was_finished {
+            // Closures are seen from the next delta.
+            step.pending = true;
         }
     }
     step.completions = due;

@@ -1,185 +1,480 @@
-//! Stage 4 — kernel execute (§4 "Firing"). Each enabled node fires, in canonical order, up to its
-//! free concurrency slots, re-checking its conditions before every further firing: inputs are
-//! consumed in FIFO order (their slots free at this instant, seen by producers next delta),
-//! output slots are reserved for the maximum production, the kernel computes the values, and the
-//! firing completes at `t + L` — in this very step when `L = 0`, writing its outputs now.
+//! Stage 5 — kernel execute (§4 "Firing", §5 cohorts). Each admitted node fires up to its
+//! allowed firings, re-checking its conditions before every further firing: inputs are consumed
+//! in FIFO order (their slots free at this instant, seen by producers from the next stage or
+//! delta), output slots are reserved for the maximum production, the kernel computes the values,
+//! and the firing completes at `t + L`.
+//!
+//! Under `Kpn` nodes fire one by one in canonical order and a zero-latency firing writes its
+//! outputs at once, visible at `(t, δ+1)`. Under an IPLS the stage's cohorts fire in order,
+//! each as one batched call of its kind (in parallel chunks when the work is large), and the
+//! stage ends with its barrier: zero-latency outputs are written, visible to the later stages,
+//! and freed room becomes visible too. Work left for earlier stages marks the step `pending`.
 
-use crate::adapters::gather;
 use crate::arena::TokenArena;
 use crate::ecs::*;
-use crate::kernels::{FireIo, InputBlock};
+use crate::kernels::{CohortMember, FireIo, InputBlock, Kernel, OutputBlock, fire_cohort};
+use crate::time::Instant;
 use bevy_ecs::prelude::*;
+
+/// Below this many elements moved by a cohort call, rayon's fork/join costs more than it saves.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 14;
 
 #[allow(clippy::too_many_arguments)]
 pub fn kernel_execute(
     clock: Res<Clock>,
     order: Res<NodeOrder>,
+    staging: Res<Staging>,
+    registry: Res<Registry>,
     mut arena: ResMut<TokenArena>,
     mut events: ResMut<Events>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
     mut probes: ResMut<Probes>,
     mut scratch: ResMut<Scratch>,
-    mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &mut NodeKernel)>,
+    mut nodes: NodeQuery,
 ) {
-    let now = clock.now;
-    let enabled = std::mem::take(&mut step.enabled);
+    let mut cx = Cx {
+        now: clock.now,
+        staging: &staging,
+        arena: &mut arena,
+        events: &mut events.0,
+        step: &mut step,
+        stats: &mut stats,
+        probes: &mut probes,
+        scratch: &mut scratch,
+    };
+    if !staging.ipls() {
+        fire_one_by_one(&mut cx, &order.0, &mut nodes);
+        return;
+    }
+    for group in &staging.stage().groups {
+        fire_group(&mut cx, &registry.0, group, &mut nodes);
+    }
+    barrier(&mut cx, &order.0, &mut nodes);
+}
+
+/// What the firing helpers share.
+struct Cx<'a> {
+    now: Instant,
+    staging: &'a Staging,
+    arena: &'a mut TokenArena,
+    events: &'a mut crate::time::EventQueue,
+    step: &'a mut StepState,
+    stats: &'a mut Stats,
+    probes: &'a mut Probes,
+    scratch: &'a mut Scratch,
+}
+
+/// Every node's index, runtime, wiring and kernel.
+pub type NodeQuery<'w, 's> = Query<
+    'w,
+    's,
+    (
+        &'static NodeIx,
+        &'static mut NodeRuntime,
+        &'static NodeWiring,
+        &'static mut NodeKernel,
+    ),
+>;
+
+impl Cx<'_> {
+    /// Consumes a firing's inputs into `bufs` and reserves its outputs. Under an IPLS, room
+    /// freed for a producer that already found its outputs full in this step is work for the
+    /// next delta.
+    fn take_inputs(
+        &mut self,
+        n: usize,
+        rt: &mut NodeRuntime,
+        wiring: &NodeWiring,
+        bufs: &mut Vec<Vec<f32>>,
+    ) -> Vec<OutputBlock> {
+        let probe = if wiring.is_probe {
+            self.probes
+                .by_node
+                .get(n)
+                .copied()
+                .flatten()
+                .and_then(|p| self.probes.streams.get_mut(p))
+        } else {
+            None
+        };
+        consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs);
+        if self.staging.ipls() {
+            let here = self.staging.current as u32;
+            for port in &wiring.inputs {
+                for &ch in &port.channels {
+                    let p = self.staging.producer_of[ch] as usize;
+                    if self.step.room_blocked.contains(p) && self.staging.stage_of[p] <= here {
+                        self.step.pending = true;
+                    }
+                }
+            }
+        }
+        reserve_outputs(rt, wiring, self.arena)
+    }
+
+    /// Books a computed firing; a zero-latency one is written out now (`Kpn`) or at the stage
+    /// barrier (IPLS).
+    fn book(
+        &mut self,
+        n: usize,
+        rt: &mut NodeRuntime,
+        wiring: &NodeWiring,
+        outputs: Vec<OutputBlock>,
+        latency: u64,
+    ) {
+        self.step.changed = true;
+        self.step.fired = true;
+        let now_done = book_firing(
+            n,
+            rt,
+            wiring,
+            outputs,
+            latency,
+            self.now,
+            self.events,
+            self.stats,
+        );
+        if !now_done {
+            return;
+        }
+        if self.staging.ipls() {
+            if !self.step.flush_marked.contains(n) {
+                self.step.flush_marked.grow(n + 1);
+                self.step.flush_marked.insert(n);
+                self.step.barrier_flush.push(n as u32);
+            }
+        } else if let Some(f) = write_out_completed(
+            n,
+            rt,
+            wiring,
+            self.arena,
+            self.events,
+            self.stats,
+            self.now,
+            ZeroDelay::NextDelta,
+        ) {
+            self.step.failure = Some(f);
+        }
+    }
+
+    /// Re-checks §4 conditions 1–4 before a further firing in the same step.
+    fn still_ready(
+        &mut self,
+        n: usize,
+        rt: &mut NodeRuntime,
+        wiring: &NodeWiring,
+        kernel: &dyn Kernel,
+    ) -> bool {
+        rt.refresh_views(wiring, self.arena, self.now);
+        kernel.demand(&rt.views, &mut rt.demand);
+        let r = rt.evaluate(wiring, self.arena, self.now);
+        if !r.lacking_outputs.is_empty() {
+            self.step.room_blocked.insert(n);
+        }
+        r.ready
+    }
+
+    /// Whether a node has work at this instant: ready again, or able to finish (§4).
+    fn could_act(
+        &mut self,
+        n: usize,
+        rt: &mut NodeRuntime,
+        wiring: &NodeWiring,
+        kernel: &dyn Kernel,
+    ) -> bool {
+        if rt.finished() {
+            return false;
+        }
+        if self.still_ready(n, rt, wiring, kernel) {
+            return true;
+        }
+        rt.in_flight.is_empty()
+            && if wiring.is_source {
+                rt.remaining == Some(0)
+            } else {
+                kernel.finished(&rt.views, &rt.demand)
+            }
+    }
+}
+
+/// Fires a kernel once, through the timing wrapper when the node asked for it (§7). Returns
+/// the latency, which `latency: Measured` replaces by the measured wall-clock time.
+fn fire_timed(
+    n: usize,
+    kernel: &mut dyn Kernel,
+    io: &mut FireIo<'_>,
+    wiring: &NodeWiring,
+    latency: u64,
+    stats: &mut Stats,
+) -> u64 {
+    if !wiring.timed {
+        kernel.fire(io);
+        return latency;
+    }
+    // Wall-clock timing never changes simulated time, except under `latency: Measured`, which
+    // makes the run non-deterministic (§7).
+    let started = std::time::Instant::now();
+    kernel.fire(io);
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    stats.timing.entry(n).or_default().record(ns);
+    if wiring.measured_latency {
+        (ns as f64 * 1e-9 * wiring.tick_hz).ceil() as u64
+    } else {
+        latency
+    }
+}
+
+fn blocks<'a>(wiring: &NodeWiring, bufs: &'a [Vec<f32>]) -> Vec<InputBlock<'a>> {
+    wiring
+        .inputs
+        .iter()
+        .zip(bufs)
+        .map(|(p, v)| InputBlock {
+            values: v,
+            token_len: p.token_len,
+        })
+        .collect()
+}
+
+/// `Kpn`: every admitted node, in canonical order, fires its allowed firings one by one.
+fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
+    let enabled = std::mem::take(&mut cx.step.enabled);
+    let mut bufs = std::mem::take(&mut cx.scratch.values);
     for &(i, latency, allowed) in &enabled {
         let n = i as usize;
-        let Some(&entity) = order.0.get(n) else {
+        let Some(&entity) = order.get(n) else {
             continue;
         };
-        let Ok((mut rt, wiring, mut kernel)) = nodes.get_mut(entity) else {
+        let Ok((_, mut rt, wiring, mut kernel)) = nodes.get_mut(entity) else {
             continue;
         };
         let rt = &mut *rt;
         for k in 0..allowed {
-            if k > 0 {
-                rt.refresh_views(wiring, &arena, now);
-                kernel.0.demand(&rt.views, &mut rt.demand);
-                if !rt.evaluate(wiring, &arena, now).ready {
-                    break;
-                }
+            if k > 0 && !cx.still_ready(n, rt, wiring, kernel.0.as_ref()) {
+                break;
             }
-            // Consume inputs in FIFO order; optional taps fall back to hold_last / default.
-            let scratch = &mut *scratch;
-            scratch.values.resize_with(wiring.inputs.len(), Vec::new);
-            for (j, port) in wiring.inputs.iter().enumerate() {
-                let buf = &mut scratch.values[j];
-                buf.clear();
-                scratch.metas.clear();
-                let want = rt.demand[j] as usize;
-                let take = if port.optional {
-                    want.min(rt.views[j].visible)
-                } else {
-                    want
-                };
-                if port.gathers() {
-                    // §8 gather: one token from every channel makes one tap token.
-                    scratch.parts.resize_with(port.channels.len(), Vec::new);
-                    for (k, &ch) in port.channels.iter().enumerate() {
-                        scratch.parts[k].clear();
-                        arena.pop(ch, take, &mut scratch.parts[k], &mut scratch.metas);
-                    }
-                    // A gathered token is the first channel's (its seq) and visible when
-                    // its last part became visible.
-                    for t in 0..take {
-                        let latest = (0..port.channels.len())
-                            .filter_map(|k| scratch.metas.get(k * take + t))
-                            .map(|m| m.visible)
-                            .max();
-                        if let (Some(v), Some(m)) = (latest, scratch.metas.get_mut(t)) {
-                            m.visible = v;
-                        }
-                    }
-                    scratch.metas.truncate(take);
-                    let mut slices: Vec<&[f32]> = Vec::with_capacity(port.channels.len());
-                    for t in 0..take {
-                        slices.clear();
-                        for (k, s) in port.channel_shapes.iter().enumerate() {
-                            let len = s.elements() as usize;
-                            slices.push(&scratch.parts[k][t * len..(t + 1) * len]);
-                        }
-                        gather(port.adapter, port.shape, &port.channel_shapes, &slices, buf);
-                    }
-                } else if let Some(ch) = port.channel {
-                    arena.pop(ch, take, buf, &mut scratch.metas);
-                }
-                // A probe records the tokens it consumed, never the fallbacks of an optional tap.
-                if wiring.is_probe
-                    && let Some(p) = probes.by_node.get(n).copied().flatten()
-                {
-                    probes.streams[p].record(buf, &scratch.metas);
-                }
-                if port.optional {
-                    rt.held.resize_with(wiring.inputs.len(), Vec::new);
-                    if take > 0 && port.hold_last {
-                        let last = &buf[(take - 1) * port.token_len..take * port.token_len];
-                        rt.held[j] = last.to_vec();
-                    }
-                    for _ in take..want {
-                        if port.hold_last && rt.held[j].len() == port.token_len {
-                            buf.extend_from_slice(&rt.held[j]);
-                        } else {
-                            buf.resize(buf.len() + port.token_len, port.default);
-                        }
-                    }
-                }
-            }
-            for port in &wiring.outputs {
-                for oc in &port.channels {
-                    arena.reserve(oc.channel, port.max_production);
-                }
-            }
-            let mut outputs = rt.spare.pop().unwrap_or_default();
-            outputs.resize_with(wiring.outputs.len(), Default::default);
-            for (block, port) in outputs.iter_mut().zip(&wiring.outputs) {
-                block.values.clear();
-                block.token_len = port.token_len;
-            }
-            let inputs: Vec<InputBlock<'_>> = wiring
-                .inputs
-                .iter()
-                .zip(&scratch.values)
-                .map(|(p, v)| InputBlock {
-                    values: v,
-                    token_len: p.token_len,
-                })
-                .collect();
-            let index = rt.firings_started;
+            let mut outputs = cx.take_inputs(n, rt, wiring, &mut bufs);
+            let inputs = blocks(wiring, &bufs);
             let mut io = FireIo {
-                firing: index,
-                tick: now.tick,
+                firing: rt.firings_started,
+                tick: cx.now.tick,
                 inputs: &inputs,
                 outputs: &mut outputs,
             };
-            let mut latency = latency;
-            if wiring.timed {
-                // Wall-clock timing never changes simulated time, except under
-                // `latency: Measured`, which makes the run non-deterministic (§7).
-                let started = std::time::Instant::now();
-                kernel.0.fire(&mut io);
-                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                stats.timing.entry(n).or_default().record(ns);
-                if wiring.measured_latency {
-                    latency = (ns as f64 * 1e-9 * wiring.tick_hz).ceil() as u64;
+            let latency = fire_timed(n, kernel.0.as_mut(), &mut io, wiring, latency, cx.stats);
+            drop(inputs);
+            cx.book(n, rt, wiring, outputs, latency);
+        }
+    }
+    cx.scratch.values = bufs;
+    cx.step.enabled = enabled;
+}
+
+/// One admitted member of a cohort, with its buffers for the round being fired.
+struct Member<'w> {
+    n: usize,
+    latency: u64,
+    allowed: u32,
+    rt: Mut<'w, NodeRuntime>,
+    wiring: &'w NodeWiring,
+    kernel: Mut<'w, NodeKernel>,
+}
+
+/// IPLS: a cohort fires as one batched call of its kind per round; a node with more allowed
+/// firings re-checks its conditions and joins the next round.
+fn fire_group(
+    cx: &mut Cx<'_>,
+    registry: &crate::kernels::KernelRegistry,
+    group: &FireGroup,
+    nodes: &mut NodeQuery<'_, '_>,
+) {
+    let mut members: Vec<Member<'_>> = Vec::new();
+    for (ix, rt, wiring, kernel) in nodes.iter_many_unique_mut(&group.entities).flatten() {
+        let n = ix.0 as usize;
+        if !cx.step.admitted.contains(n) {
+            continue;
+        }
+        let (latency, allowed) = cx.step.grants[n];
+        members.push(Member {
+            n,
+            latency,
+            allowed,
+            rt,
+            wiring,
+            kernel,
+        });
+    }
+    let mut round = 0u32;
+    let mut active: Vec<usize> = (0..members.len()).collect();
+    while !active.is_empty() {
+        if round > 0 {
+            active.retain(|&m| {
+                let mb = &mut members[m];
+                mb.allowed > round && {
+                    let (n, wiring) = (mb.n, mb.wiring);
+                    cx.still_ready(n, &mut mb.rt, wiring, mb.kernel.0.as_ref())
                 }
-            } else {
-                kernel.0.fire(&mut io);
+            });
+            if active.is_empty() {
+                break;
             }
-            rt.firings_started += 1;
-            stats.firings[n] += 1;
-            step.changed = true;
-            if wiring.is_source {
-                rt.remaining = rt.remaining.map(|r| r.saturating_sub(1));
-                if let Some(period) = wiring.period {
-                    rt.next_due = now.tick.saturating_add(period);
-                    if rt.remaining != Some(0) {
-                        events.0.push_wake(rt.next_due);
+        }
+        // Consume inputs and reserve outputs, one member at a time (the arena is shared).
+        let mut ins: Vec<Vec<Vec<f32>>> = Vec::with_capacity(active.len());
+        let mut outs: Vec<Vec<OutputBlock>> = Vec::with_capacity(active.len());
+        let mut work = 0usize;
+        for &m in &active {
+            let mb = &mut members[m];
+            let mut bufs = std::mem::take(&mut mb.rt.input_bufs);
+            let wiring = mb.wiring;
+            let outputs = cx.take_inputs(mb.n, &mut mb.rt, wiring, &mut bufs);
+            work += bufs.iter().map(Vec::len).sum::<usize>()
+                + wiring
+                    .outputs
+                    .iter()
+                    .map(|p| p.token_len * p.max_production as usize)
+                    .sum::<usize>();
+            ins.push(bufs);
+            outs.push(outputs);
+        }
+        // Compute: timed nodes one by one (their wall-clock time is per node), the rest batched.
+        let mut latencies: Vec<u64> = Vec::with_capacity(active.len());
+        {
+            let mut picked: Vec<&mut Member<'_>> = Vec::with_capacity(active.len());
+            let mut rest = members.iter_mut().enumerate();
+            for &m in &active {
+                for (k, mb) in rest.by_ref() {
+                    if k == m {
+                        picked.push(mb);
+                        break;
                     }
                 }
             }
-            let complete_at = now.tick.saturating_add(latency);
-            rt.in_flight.push_back(Firing {
-                index,
-                started: now.tick,
-                complete_at,
-                done: latency == 0,
-                outputs,
-            });
-            if latency > 0 {
-                events.0.push_completion(complete_at, i);
-                continue;
-            }
-            if !wiring.is_probe {
-                stats.makespan = stats.makespan.max(now.tick);
-            }
-            if let Some(f) =
-                write_out_completed(n, rt, wiring, &mut arena, &mut events.0, &mut stats, now)
+            let input_blocks: Vec<Vec<InputBlock<'_>>> = picked
+                .iter()
+                .zip(&ins)
+                .map(|(mb, bufs)| blocks(mb.wiring, bufs))
+                .collect();
+            let mut batch: Vec<CohortMember<'_, '_>> = Vec::with_capacity(picked.len());
+            for ((mb, inputs), outputs) in picked.iter_mut().zip(&input_blocks).zip(outs.iter_mut())
             {
-                step.failure = Some(f);
+                let firing = mb.rt.firings_started;
+                let mut io = FireIo {
+                    firing,
+                    tick: cx.now.tick,
+                    inputs,
+                    outputs,
+                };
+                if mb.wiring.timed {
+                    let l = fire_timed(
+                        mb.n,
+                        mb.kernel.0.as_mut(),
+                        &mut io,
+                        mb.wiring,
+                        mb.latency,
+                        cx.stats,
+                    );
+                    latencies.push(l);
+                } else {
+                    latencies.push(mb.latency);
+                    batch.push(CohortMember {
+                        kernel: mb.kernel.0.as_mut(),
+                        io,
+                    });
+                }
             }
+            run_cohort(registry, &mut batch, work);
+        }
+        // Book every firing of the round, in cohort order.
+        for ((&m, bufs), (outputs, latency)) in active
+            .iter()
+            .zip(ins)
+            .zip(outs.into_iter().zip(latencies))
+        {
+            let mb = &mut members[m];
+            mb.rt.input_bufs = bufs;
+            let (n, wiring) = (mb.n, mb.wiring);
+            cx.book(n, &mut mb.rt, wiring, outputs, latency);
+        }
+        round += 1;
+    }
+}
+
+/// One batched call of a cohort's kind, split into parallel chunks when the work is large
+/// enough and the pool has more than one thread. Chunks are disjoint nodes, so the result is
+/// bit-identical to one call (and to one-by-one firing).
+fn run_cohort(
+    registry: &crate::kernels::KernelRegistry,
+    batch: &mut [CohortMember<'_, '_>],
+    work: usize,
+) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    if batch.len() >= 2 && threads > 1 && work >= PARALLEL_MIN_ELEMENTS {
+        let chunk = batch.len().div_ceil(threads);
+        batch
+            .par_chunks_mut(chunk)
+            .for_each(|c| fire_cohort(registry, c));
+    } else {
+        fire_cohort(registry, batch);
+    }
+}
+
+/// The stage barrier (§5): zero-latency outputs of this stage are written, visible to the
+/// later stages; room freed in it becomes room for them. Whatever this leaves for a node at this
+/// or an earlier stage (a token sent back, the node itself ready again, a closure) makes the
+/// step repeat at `δ+1`.
+fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
+    let flush = std::mem::take(&mut cx.step.barrier_flush);
+    for &i in &flush {
+        let n = i as usize;
+        cx.step.flush_marked.set(n, false);
+        let Some(&entity) = order.get(n) else {
+            continue;
+        };
+        let Ok((_, mut rt, wiring, _)) = nodes.get_mut(entity) else {
+            continue;
+        };
+        let was_finished = rt.finished();
+        if let Some(f) = write_out_completed(
+            n,
+            &mut rt,
+            wiring,
+            cx.arena,
+            cx.events,
+            cx.stats,
+            cx.now,
+            ZeroDelay::LaterStages,
+        ) {
+            cx.step.failure = Some(f);
+        }
+        if cx.staging.feeds_back.contains(n) || (rt.finished() && !was_finished) {
+            cx.step.pending = true;
         }
     }
-    step.enabled = enabled;
+    cx.arena.end_step();
+    // A node whose zero-latency firings just completed may be ready again.
+    for &i in &flush {
+        let n = i as usize;
+        if cx.step.pending {
+            break;
+        }
+        let Some(&entity) = order.get(n) else {
+            continue;
+        };
+        let Ok((_, mut rt, wiring, kernel)) = nodes.get_mut(entity) else {
+            continue;
+        };
+        if cx.could_act(n, &mut rt, wiring, kernel.0.as_ref()) {
+            cx.step.pending = true;
+        }
+    }
+    if cx.step.gates_open.ones().next().is_some() {
+        // Members fire once per opening; the gate may open again next delta.
+        cx.step.pending = true;
+    }
+    let mut flush = flush;
+    flush.clear();
+    cx.step.barrier_flush = flush;
 }

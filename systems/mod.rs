@@ -1,10 +1,12 @@
 //! The ordered stages of one simulation step (SPEC §2, §4) and the schedule that runs them.
 //!
-//! `delay_expiry → readiness → dispatch → kernel_execute`, chained, on the single-threaded
-//! executor (parallelism belongs inside systems). Nothing else lives in this folder.
+//! `delay_expiry → readiness → gate_sync → dispatch → kernel_execute`, chained, on the
+//! single-threaded executor (parallelism belongs inside systems). Under an IPLS the engine runs
+//! the schedule once per stage of a step (`Staging::current`). Nothing else lives here.
 
 pub mod delay_expiry;
 pub mod dispatch;
+pub mod gate_sync;
 pub mod kernel_execute;
 pub mod readiness;
 
@@ -20,6 +22,7 @@ pub struct Step;
 pub enum Stage {
     DelayExpiry,
     Readiness,
+    GateSync,
     Dispatch,
     KernelExecute,
 }
@@ -32,6 +35,7 @@ pub fn build_schedule() -> Schedule {
         (
             Stage::DelayExpiry,
             Stage::Readiness,
+            Stage::GateSync,
             Stage::Dispatch,
             Stage::KernelExecute,
         )
@@ -40,6 +44,7 @@ pub fn build_schedule() -> Schedule {
     schedule.add_systems((
         delay_expiry::delay_expiry.in_set(Stage::DelayExpiry),
         readiness::readiness.in_set(Stage::Readiness),
+        gate_sync::gate_sync.in_set(Stage::GateSync),
         dispatch::dispatch.in_set(Stage::Dispatch),
         kernel_execute::kernel_execute.in_set(Stage::KernelExecute),
     ));

@@ -1,12 +1,14 @@
-//! Stage 2 — readiness (§4 conditions 1–4). For every unfinished node, in canonical order: its
-//! kernel states its demand from what its inputs hold; an idle node whose demand can never be
-//! met (or a source with no firings left) finishes — closing its outputs and discarding what is
-//! left on its inputs; otherwise the node is *ready* when it has a free concurrency slot, its
-//! demanded tokens are visible, its Block outputs have room for its maximum production and, for
-//! a source, it is due. A node that is not ready is stalled on the channel it waits for.
+//! Stage 2 — readiness (§4 conditions 1–4). For every unfinished node of the current stage
+//! (under `Kpn`: every node), in canonical order: its kernel states its demand from what its
+//! inputs hold; an idle node whose demand can never be met (or a source with no firings left)
+//! finishes — closing its outputs and discarding what is left on its inputs; otherwise the node
+//! is *ready* when it has a free concurrency slot, its demanded tokens are visible, its Block
+//! outputs have room for its maximum production and, for a source, it is due. A node that is
+//! not ready is stalled on the channel it waits for (gate members are accounted by gate_sync).
 //!
-//! Everything is judged against the state at the start of the step: changes made during a step
-//! (writes, freed room, closures) are seen from the next delta, so node order cannot matter.
+//! Everything is judged against the state at the start of the stage: changes made during it
+//! (writes, freed room, closures) are seen from the next stage or delta, so node order within a
+//! stage cannot matter.
 
 use crate::arena::TokenArena;
 use crate::ecs::*;
@@ -15,15 +17,20 @@ use bevy_ecs::prelude::*;
 pub fn readiness(
     clock: Res<Clock>,
     order: Res<NodeOrder>,
+    staging: Res<Staging>,
     mut arena: ResMut<TokenArena>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &NodeKernel)>,
 ) {
     let now = clock.now;
+    let step = &mut *step;
     step.ready.clear();
     step.ready.grow(order.0.len());
-    for (i, &entity) in order.0.iter().enumerate() {
+    for &i in &staging.stage().eval {
+        let Some(&entity) = order.0.get(i) else {
+            continue;
+        };
         let Ok((mut rt, wiring, kernel)) = nodes.get_mut(entity) else {
             continue;
         };
@@ -43,11 +50,17 @@ pub fn readiness(
                 finish_node(rt, wiring, &mut arena, now);
                 stats.close_stall(i, now.tick);
                 step.changed = true;
+                step.pending = true; // the closure is seen from the next delta
                 continue;
             }
         }
         let r = rt.evaluate(wiring, &arena, now);
-        stats.observe_stall(i, r.stall(), now);
+        if staging.gate_of[i].is_none() {
+            stats.observe_stall(i, r.stall(), now);
+        }
+        if !r.lacking_outputs.is_empty() {
+            step.room_blocked.insert(i);
+        }
         if r.ready {
             step.ready.insert(i);
         }

@@ -36,9 +36,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
                 "`domain` (scheduler domains)",
             );
         }
-        if n.gate.is_some() {
-            refuse("R301", format!("{p}.gate"), "`gate` (synchrony gates)");
-        }
         if n.thermal.is_some() {
             refuse("R307", format!("{p}.thermal"), "`thermal` state");
         }
@@ -64,12 +61,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
         if e.watermarks.is_some() {
             refuse("R312", format!("{p}.watermarks"), "`watermarks`");
         }
-    }
-    if !s.gates.is_empty() {
-        refuse("R301", "gates".into(), "`gates` (synchrony gates)");
-    }
-    if s.schedule != ScheduleSpec::Kpn {
-        refuse("R302", "schedule".into(), "an IPLS `schedule`");
     }
     if s.dispatch.is_some() {
         refuse("R303", "dispatch".into(), "`dispatch`");
