@@ -25,8 +25,14 @@ pub struct BlockedNode {
 pub struct GateState {
     pub gate: String,
     pub ready: Vec<String>,
-    /// `(member, why)`: `finished at tick T`, or the stall its readiness shows.
-    pub not_ready: Vec<(String, String)>,
+    pub not_ready: Vec<NotReady>,
+}
+
+/// A gate member that is not ready, and why: `finished at tick T`, or the stall it shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotReady {
+    pub node: String,
+    pub why: String,
 }
 
 /// A channel involved in a deadlock.
@@ -65,7 +71,7 @@ impl DeadlockReport {
             let why: Vec<String> = g
                 .not_ready
                 .iter()
-                .map(|(n, w)| format!("{n} ({w})"))
+                .map(|m| format!("{} ({})", m.node, m.why))
                 .collect();
             s += &format!(
                 "  gate {}: ready {}; not ready {}\n",
@@ -255,7 +261,10 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                     "gate {}: member {name} finished at tick {}; remove it from the gate or keep it running as long as the others",
                     g.name, at.tick
                 ));
-                not_ready.push((name, format!("finished at tick {}", at.tick)));
+                not_ready.push(NotReady {
+                    node: name,
+                    why: format!("finished at tick {}", at.tick),
+                });
             } else if !r.readiness.ready {
                 let why = match r.readiness.stall() {
                     Some((reason, crate::ecs::StallOn::Channel(c))) => {
@@ -270,7 +279,7 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                     }
                     _ => "not ready".to_string(),
                 };
-                not_ready.push((name, why));
+                not_ready.push(NotReady { node: name, why });
             }
         }
         for &m in &ready {

@@ -93,9 +93,11 @@ enum Command {
         #[arg(long = "slot")]
         slots: Vec<String>,
     },
-    /// Validate a scene and print its plan.
+    /// Validate a scene and print its plan (stages, cohorts, gates, channels).
     Check {
         scene: PathBuf,
+        #[arg(long, value_enum)]
+        schedule: Option<ScheduleArg>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -231,9 +233,18 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             Ok(outcome.exit_code())
         }
-        Command::Check { scene, format } => {
+        Command::Check {
+            scene,
+            schedule,
+            format,
+        } => {
             let loaded = Scene::load(&scene)?;
-            let plan = tapwheel::Plan::compile(&loaded)?;
+            let plan = tapwheel::Plan::compile_scheduled(
+                &loaded,
+                &Default::default(),
+                schedule.map(ScheduleArg::spec).as_ref(),
+            )?;
+            print_warnings(&plan.warnings);
             let refused = tapwheel::scene::refusals(&loaded.spec);
             if !refused.is_empty() {
                 return Err(Error::Refused(refused));
@@ -252,6 +263,20 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                             "name": c.name, "capacity": c.capacity, "delay": c.delay,
                             "initial": c.initial.len(),
                         })).collect::<Vec<_>>(),
+                        "schedule": {
+                            "mode": plan.schedule.mode.as_str(),
+                            "stages": plan.schedule.stages.iter().map(|st| st.cohorts.iter().map(|c| serde_json::json!({
+                                "kind": c.kind,
+                                "nodes": c.nodes.iter().map(|&n| &plan.nodes[n].name).collect::<Vec<_>>(),
+                            })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                        },
+                        "gates": plan.gates.iter().map(|g| serde_json::json!({
+                            "name": g.name,
+                            "members": g.members.iter().map(|&n| &plan.nodes[n].name).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
+                        "warnings": plan.warnings.iter().map(|w| serde_json::json!({
+                            "code": w.code, "message": w.message, "at": w.location_text(),
+                        })).collect::<Vec<_>>(),
                     });
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 }
@@ -263,6 +288,24 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                         plan.channels.len()
                     );
                     println!("  plan_digest {}", plan.digest);
+                    println!("  schedule {}", plan.schedule.mode.as_str());
+                    for (i, st) in plan.schedule.stages.iter().enumerate() {
+                        let cohorts: Vec<String> = st
+                            .cohorts
+                            .iter()
+                            .map(|c| {
+                                let names: Vec<&str> =
+                                    c.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect();
+                                format!("{}[{}]", c.kind, names.join(" "))
+                            })
+                            .collect();
+                        println!("    stage {i}: {}", cohorts.join(", "));
+                    }
+                    for g in &plan.gates {
+                        let names: Vec<&str> =
+                            g.members.iter().map(|&n| plan.nodes[n].name.as_str()).collect();
+                        println!("  gate {}: {}", g.name, names.join(" "));
+                    }
                     for c in &plan.channels {
                         println!(
                             "  {}  capacity {}  delay {}  initial {}",
