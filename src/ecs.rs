@@ -497,6 +497,9 @@ pub struct Stats {
     pub gate_stalls: std::collections::BTreeMap<usize, StallCount>,
     /// Gate → how many times it opened.
     pub gate_openings: Vec<u64>,
+    /// IPLS: batched cohort calls, and how many of them ran in parallel chunks.
+    pub cohort_calls: u64,
+    pub parallel_cohort_calls: u64,
     /// Wall-clock time of the firings of timed nodes (`timing: Measure`), by node.
     pub timing: std::collections::BTreeMap<usize, FiringTimes>,
 }
@@ -749,7 +752,9 @@ impl Staging {
             for i in 0..n {
                 if stage_of[i] != declared[i] {
                     let s = stage_of[i] as usize;
-                    stages[s].groups.push(group(plan.nodes[i].kernel.kind(), vec![i]));
+                    stages[s]
+                        .groups
+                        .push(group(plan.nodes[i].kernel.kind(), vec![i]));
                 }
             }
         }

@@ -294,16 +294,22 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                             .cohorts
                             .iter()
                             .map(|c| {
-                                let names: Vec<&str> =
-                                    c.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect();
+                                let names: Vec<&str> = c
+                                    .nodes
+                                    .iter()
+                                    .map(|&n| plan.nodes[n].name.as_str())
+                                    .collect();
                                 format!("{}[{}]", c.kind, names.join(" "))
                             })
                             .collect();
                         println!("    stage {i}: {}", cohorts.join(", "));
                     }
                     for g in &plan.gates {
-                        let names: Vec<&str> =
-                            g.members.iter().map(|&n| plan.nodes[n].name.as_str()).collect();
+                        let names: Vec<&str> = g
+                            .members
+                            .iter()
+                            .map(|&n| plan.nodes[n].name.as_str())
+                            .collect();
                         println!("  gate {}: {}", g.name, names.join(" "));
                     }
                     for c in &plan.channels {

@@ -172,6 +172,8 @@ impl Report {
                 "nodes": c.nodes.iter().map(|&n| plan.nodes[n].name.as_str()).collect::<Vec<_>>(),
             })).collect::<Vec<_>>()).collect::<Vec<_>>(),
             "extra_deltas": extra_deltas,
+            "cohort_calls": stats.cohort_calls,
+            "parallel_cohort_calls": stats.parallel_cohort_calls,
         });
         let warnings: Vec<Value> = plan
             .warnings

@@ -274,7 +274,8 @@ pub fn auto_levels(nodes: usize, edges: &[(usize, usize, bool)]) -> Vec<u32> {
         }
     }
     let mut level = vec![0u32; nodes];
-    let mut queue: std::collections::VecDeque<usize> = (0..nodes).filter(|&v| indeg[v] == 0).collect();
+    let mut queue: std::collections::VecDeque<usize> =
+        (0..nodes).filter(|&v| indeg[v] == 0).collect();
     let mut done = 0;
     while let Some(v) = queue.pop_front() {
         done += 1;

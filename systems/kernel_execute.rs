@@ -384,13 +384,16 @@ fn fire_group(
                     });
                 }
             }
-            run_cohort(registry, &mut batch, work);
+            if !batch.is_empty() {
+                cx.stats.cohort_calls += 1;
+                if run_cohort(registry, &mut batch, work) {
+                    cx.stats.parallel_cohort_calls += 1;
+                }
+            }
         }
         // Book every firing of the round, in cohort order.
-        for ((&m, bufs), (outputs, latency)) in active
-            .iter()
-            .zip(ins)
-            .zip(outs.into_iter().zip(latencies))
+        for ((&m, bufs), (outputs, latency)) in
+            active.iter().zip(ins).zip(outs.into_iter().zip(latencies))
         {
             let mb = &mut members[m];
             mb.rt.input_bufs = bufs;
@@ -403,12 +406,12 @@ fn fire_group(
 
 /// One batched call of a cohort's kind, split into parallel chunks when the work is large
 /// enough and the pool has more than one thread. Chunks are disjoint nodes, so the result is
-/// bit-identical to one call (and to one-by-one firing).
+/// bit-identical to one call (and to one-by-one firing). Returns whether it ran in parallel.
 fn run_cohort(
     registry: &crate::kernels::KernelRegistry,
     batch: &mut [CohortMember<'_, '_>],
     work: usize,
-) {
+) -> bool {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
     if batch.len() >= 2 && threads > 1 && work >= PARALLEL_MIN_ELEMENTS {
@@ -416,8 +419,10 @@ fn run_cohort(
         batch
             .par_chunks_mut(chunk)
             .for_each(|c| fire_cohort(registry, c));
+        true
     } else {
         fire_cohort(registry, batch);
+        false
     }
 }
 

@@ -103,14 +103,20 @@ fn a_gated_consumer_holds_back_its_producer_for_every_consumer() {
         assert_eq!(r.end_tick, 8);
         let j = &r.json;
         let full = &j["stalls"]["nodes"]["src"]["CHANNEL_FULL_WAIT"];
-        assert_eq!((full["ticks"].as_u64(), full["longest_ticks"].as_u64()), (Some(4), Some(3)));
+        assert_eq!(
+            (full["ticks"].as_u64(), full["longest_ticks"].as_u64()),
+            (Some(4), Some(3))
+        );
         assert_eq!(
             j["stalls"]["channels"]["src.out->g1.in"]["CHANNEL_FULL_WAIT"]["ticks"],
             4
         );
         // g1 waits for its partner 1→4, (4,2)→8 and from 8 to the end.
         let wait = &j["stalls"]["nodes"]["g1"]["GATE_WAIT"];
-        assert_eq!((wait["ticks"].as_u64(), wait["longest_ticks"].as_u64()), (Some(7), Some(4)));
+        assert_eq!(
+            (wait["ticks"].as_u64(), wait["longest_ticks"].as_u64()),
+            (Some(7), Some(4))
+        );
         assert_eq!(j["stalls"]["gates"]["pair"]["openings"], 3);
         // slow finishes after its third firing, so g2 finishes and the gate can never open
         // again while g1 holds tokens 3 and 4.

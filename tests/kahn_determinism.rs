@@ -90,20 +90,56 @@ fn assert_schedule_independent(scene: &Scene, salt: u64) -> Observed {
     let reversed = hand_ipls(scene, n, |i| n - 1 - i);
     let dealt = hand_ipls(scene, 3, |i| (i as u64 ^ salt) as usize);
     let variants: Vec<(String, RunOptions, Option<u64>)> = vec![
-        ("ipls-auto".into(), with(Some(ScheduleSpec::IplsAuto), None), None),
+        (
+            "ipls-auto".into(),
+            with(Some(ScheduleSpec::IplsAuto), None),
+            None,
+        ),
         ("ipls reversed".into(), with(Some(reversed), None), None),
         ("ipls dealt".into(), with(Some(dealt), None), None),
-        ("kpn threads 1".into(), with(Some(ScheduleSpec::Kpn), Some(1)), None),
-        ("ipls-auto threads 1".into(), with(Some(ScheduleSpec::IplsAuto), Some(1)), None),
-        ("ipls-auto threads 2".into(), with(Some(ScheduleSpec::IplsAuto), Some(2)), None),
-        ("kpn shuffle 1".into(), with(Some(ScheduleSpec::Kpn), None), Some(1)),
-        ("kpn shuffle 7".into(), with(Some(ScheduleSpec::Kpn), None), Some(7)),
-        ("ipls-auto shuffle 42".into(), with(Some(ScheduleSpec::IplsAuto), None), Some(42)),
-        ("ipls-auto shuffle 1000".into(), with(Some(ScheduleSpec::IplsAuto), Some(2)), Some(1000)),
+        (
+            "kpn threads 1".into(),
+            with(Some(ScheduleSpec::Kpn), Some(1)),
+            None,
+        ),
+        (
+            "ipls-auto threads 1".into(),
+            with(Some(ScheduleSpec::IplsAuto), Some(1)),
+            None,
+        ),
+        (
+            "ipls-auto threads 2".into(),
+            with(Some(ScheduleSpec::IplsAuto), Some(2)),
+            None,
+        ),
+        (
+            "kpn shuffle 1".into(),
+            with(Some(ScheduleSpec::Kpn), None),
+            Some(1),
+        ),
+        (
+            "kpn shuffle 7".into(),
+            with(Some(ScheduleSpec::Kpn), None),
+            Some(7),
+        ),
+        (
+            "ipls-auto shuffle 42".into(),
+            with(Some(ScheduleSpec::IplsAuto), None),
+            Some(42),
+        ),
+        (
+            "ipls-auto shuffle 1000".into(),
+            with(Some(ScheduleSpec::IplsAuto), Some(2)),
+            Some(1000),
+        ),
     ];
     for (label, opts, shuffle) in variants {
         let got = observe(scene, opts, shuffle);
-        assert_eq!(got, reference, "{}: {label} differs from kpn", scene.spec.name);
+        assert_eq!(
+            got, reference,
+            "{}: {label} differs from kpn",
+            scene.spec.name
+        );
     }
     reference
 }
@@ -128,7 +164,8 @@ fn example_scenes_do_not_depend_on_schedule_threads_or_system_order() {
         let o = assert_schedule_independent(&scene(name), 5);
         // parks_fixed and strict_quiescent end before their probes consume; the rest carry tokens.
         assert!(
-            ["parks_fixed", "strict_quiescent"].contains(&name) || o.streams.iter().any(|s| !s.is_empty()),
+            ["parks_fixed", "strict_quiescent"].contains(&name)
+                || o.streams.iter().any(|s| !s.is_empty()),
             "{name}: no tokens"
         );
     }
@@ -245,7 +282,10 @@ fn scene_text(g: &Graph, order: &[usize]) -> String {
             1 => ("Offset(value: -1.0)", vec!["in"]),
             2 => ("Add", vec!["a", "b"]),
             // Multi-rate: consumes 2 tokens, produces 1 (its firing index) per firing.
-            _ => ("Actor, taps: {\"in\": (dir: In, rate: 2), \"out\": (dir: Out, rate: 1)}", vec!["in"]),
+            _ => (
+                "Actor, taps: {\"in\": (dir: In, rate: 2), \"out\": (dir: Out, rate: 1)}",
+                vec!["in"],
+            ),
         };
         // Concurrency varies with the node so that re-checks within a step are exercised.
         let conc = ["Some(1)", "Some(2)", "None"][i % 3];
