@@ -157,6 +157,8 @@ fn example_scenes_do_not_depend_on_schedule_threads_or_system_order() {
         "parks_fixed",
         "strict_quiescent",
         "filter_chain",
+        "gate_sync",
+        "ipls_bank",
         "pto_vector_diamond",
         "pto2_vector_diamond",
         "pto_matmul_diamond",
