@@ -26,6 +26,12 @@ fn stages_run_in_spec_order_without_ambiguity() {
         .collect();
     assert_eq!(
         short,
-        vec!["delay_expiry", "readiness", "dispatch", "kernel_execute"]
+        vec![
+            "delay_expiry",
+            "readiness",
+            "gate_sync",
+            "dispatch",
+            "kernel_execute"
+        ]
     );
 }
