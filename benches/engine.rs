@@ -128,10 +128,16 @@ fn wide_ratio() {
         v[v.len() / 2]
     };
     let base = median(&mut times[0].clone());
-    println!("wide256 (256 lanes × 3 nodes, 32 stereo 64-frame blocks), median of 15 interleaved runs:");
+    println!(
+        "wide256 (256 lanes × 3 nodes, 32 stereo 64-frame blocks), median of 15 interleaved runs:"
+    );
     for (k, (label, _, _)) in variants.iter().enumerate() {
         let m = median(&mut times[k]);
-        println!("  {label:>14}: {:8.3} ms   speed-up over kpn ×{:.2}", m * 1e3, base / m);
+        println!(
+            "  {label:>14}: {:8.3} ms   speed-up over kpn ×{:.2}",
+            m * 1e3,
+            base / m
+        );
     }
 }
 

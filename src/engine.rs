@@ -17,6 +17,9 @@ use std::sync::Arc;
 /// Default byte limit of the token arena (payload + metadata): 4 GiB.
 pub const DEFAULT_ARENA_LIMIT: usize = 4 << 30;
 
+/// The largest engine thread pool (`--threads`); more is a located error, not a thread storm.
+pub const MAX_THREADS: usize = 256;
+
 /// Options a run takes beside the scene.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -292,10 +295,10 @@ impl Engine {
         world.insert_resource(Registry(registry));
         world.resource_mut::<Stats>().gate_openings = vec![0; plan.gates.len()];
         let pool = match opts.threads {
-            Some(0) => {
+            Some(n) if n == 0 || n > MAX_THREADS => {
                 return Err(Error::invalid(Diagnostic {
                     code: "E106",
-                    message: "threads must be at least 1".into(),
+                    message: format!("threads must be between 1 and {MAX_THREADS}, got {n}"),
                     location: crate::error::Location::Argument("--threads".into()),
                 }));
             }

@@ -196,13 +196,6 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             if !slots.is_empty() {
                 refused.push(arg_refusal("--slot", "R306", "slots"));
             }
-            if threads == Some(0) {
-                return Err(Error::invalid(Diagnostic {
-                    code: "E106",
-                    message: "--threads must be at least 1".into(),
-                    location: Location::Argument("--threads".into()),
-                }));
-            }
             let loaded = Scene::load(&scene)?;
             if !refused.is_empty() {
                 return Err(Error::Refused(refused));
