@@ -34,6 +34,7 @@ pub mod kernels;
 pub mod plan;
 pub mod report;
 pub mod scene;
+pub mod sdf;
 pub mod time;
 
 #[path = "../systems/mod.rs"]
