@@ -339,3 +339,38 @@ fn huge_rate_ratios_are_refused_not_overflowed() {
     assert_eq!(a.throughput, None);
     assert_eq!(a.refusals[0].code, "R352");
 }
+
+#[test]
+fn large_iteration_matrices_stay_exact() {
+    // 1000 tokens on b → a, all consumed by one firing of a (latency 5), then b fires 1000 times
+    // one at a time (latency 1): every token depends on every other, a dense 1002 × 1002 matrix
+    // (1000 tokens and the two concurrency loops). Period 5 + 1000.
+    let dense = r#"Scene(version: 1, name: "dense",
+        nodes: [Node(name: "a", kernel: Actor, latency: 5,
+                     taps: { "i": (dir: In, rate: 1000), "o": (dir: Out, rate: 1000) }),
+                Node(name: "b", kernel: Actor, latency: 1, taps: { "i": (dir: In), "o": (dir: Out) })],
+        edges: [Edge(from: "a.o", to: "b.i", capacity: 1000),
+                Edge(from: "b.o", to: "a.i", capacity: 1000, initial: [INIT])])"#
+        .replace("INIT", &vec!["0.0"; 1000].join(", "));
+    let a = analyze(&dense);
+    assert_eq!(a.matrix_tokens, Some(1002));
+    assert_eq!(period(&a).as_deref(), Some("1005"));
+    // A ring of 20 tokens (latencies 2 + 3, delay 4: 9/20 per token) where `a` may run 1000
+    // firings at once: a sparse 1020 × 1020 matrix with a 1000-cycle of zero-weight shifts.
+    let ring = r#"Scene(version: 1, name: "ring",
+        nodes: [Node(name: "a", kernel: Actor, latency: 2, concurrency: Some(1000),
+                     taps: { "i": (dir: In), "o": (dir: Out) }),
+                Node(name: "b", kernel: Actor, latency: 3, concurrency: None,
+                     taps: { "i": (dir: In), "o": (dir: Out) })],
+        edges: [Edge(from: "a.o", to: "b.i", delay: 4, capacity: 32),
+                Edge(from: "b.o", to: "a.i", capacity: 32, initial: [INIT])])"#
+        .replace("INIT", &vec!["0.0"; 20].join(", "));
+    let a = analyze(&ring);
+    assert_eq!(a.matrix_tokens, Some(1020));
+    assert_eq!(period(&a).as_deref(), Some("9/20"));
+    let rate = run_rate(&ring, "a", 900, 9900);
+    assert!(
+        (rate - 20.0 / 9.0).abs() <= 0.01 * 20.0 / 9.0,
+        "run: {rate}"
+    );
+}
