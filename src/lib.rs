@@ -35,6 +35,7 @@ pub mod plan;
 pub mod report;
 pub mod scene;
 pub mod schedule;
+pub mod sdf;
 pub mod time;
 
 #[path = "../systems/mod.rs"]
