@@ -103,8 +103,15 @@ enum Command {
     },
     /// Resume a snapshot (not in this build).
     Resume { snapshot: PathBuf },
-    /// SDF analysis (not in this build).
-    Analyze { scene: PathBuf },
+    /// SDF analysis: consistency, repetition vector, deadlock freedom, throughput (unbounded
+    /// buffers). Exit 0 with the analysis (also for an inconsistent or deadlocking graph); 4 when
+    /// the graph has data-dependent rates, or when a part of the analysis is refused (the rest is
+    /// still printed).
+    Analyze {
+        scene: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Write a versioned package (not in this build).
     Package { scene: PathBuf },
     /// Gradients of the scene's loss (not in this build).
@@ -319,7 +326,45 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Resume { .. } => Err(not_in_build("tapwheel resume", "R341")),
-        Command::Analyze { .. } => Err(not_in_build("tapwheel analyze", "R342")),
+        Command::Analyze { scene, format } => {
+            let loaded = Scene::load(&scene)?;
+            let plan = tapwheel::Plan::compile(&loaded)?;
+            let mut refused = tapwheel::scene::refusals(&loaded.spec);
+            // The analysis models rates, latencies, delays and concurrency; a gate changes when
+            // its members may fire, so a throughput computed without it would be wrong.
+            for (g, gate) in plan.gates.iter().enumerate() {
+                refused.push(Diagnostic::at(
+                    "R353",
+                    format!("gates[{g}]"),
+                    format!(
+                        "gate `{}` synchronises firings, which the SDF analysis does not model; run the scene to measure its throughput",
+                        gate.name
+                    ),
+                ));
+            }
+            if !refused.is_empty() {
+                return Err(Error::Refused(refused));
+            }
+            let analysis = tapwheel::sdf::analyze(&plan)?;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&analysis.to_json()).unwrap_or_default()
+                ),
+                Format::Text => print!("{}", analysis.to_text()),
+            }
+            for r in &analysis.refusals {
+                eprintln!(
+                    "{}",
+                    Diagnostic {
+                        code: r.code,
+                        message: r.message.clone(),
+                        location: Location::ScenePath(r.path.clone()),
+                    }
+                );
+            }
+            Ok(if analysis.refusals.is_empty() { 0 } else { 4 })
+        }
         Command::Package { .. } => Err(not_in_build("tapwheel package", "R343")),
         Command::Grad { .. } => Err(not_in_build("tapwheel grad", "R310")),
         Command::Plot { .. } => Err(not_in_build("tapwheel plot", "R340")),

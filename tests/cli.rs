@@ -146,9 +146,18 @@ fn unimplemented_features_are_refused_with_exit_4() {
     let (code, _, stderr) = cli(&["run", "scenes/hello.ron", "--device", "cyclesim"]);
     assert_eq!(code, 4);
     assert!(stderr.contains("refused[R305]") && stderr.contains("--> --device"));
-    let (code, _, stderr) = cli(&["analyze", "scenes/hello.ron"]);
+    let (code, _, stderr) = cli(&["analyze", "scenes/hamming.ron"]);
     assert_eq!(code, 4);
-    assert!(stderr.contains("refused[R342]"));
+    assert!(
+        stderr.contains("refused[R350]") && stderr.contains("--> nodes[3].kernel"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = cli(&["analyze", "scenes/gate_sync.ron"]);
+    assert_eq!(code, 4);
+    assert!(
+        stderr.contains("refused[R353]") && stderr.contains("--> gates[0]"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -178,4 +187,32 @@ fn arena_limit_is_a_typed_failure_not_a_crash() {
     let r = read_json(&dir.join("report.json"));
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["error"]["code"], "R330");
+}
+
+#[test]
+fn analyze_prints_the_sdf3_figures() {
+    // SDF3's published analysis of its samplerate testbench: q = (147, 147, 98, 28, 32, 160),
+    // maximal throughput 1/960 iterations per time unit.
+    let (code, stdout, stderr) =
+        cli(&["analyze", "scenes/sdf3/samplerate.ron", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["consistent"], true);
+    assert_eq!(v["deadlock_free"], true);
+    let q: Vec<u64> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|n| v["repetition_vector"][n].as_u64().unwrap())
+        .collect();
+    assert_eq!(q, vec![147, 147, 98, 28, 32, 160]);
+    assert_eq!(v["throughput_exact"], "1/960");
+    assert_eq!(v["iteration_period_ticks"], "960");
+    let (code, stdout, _) = cli(&["analyze", "scenes/sdf3/modem.ron"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("throughput: 1/16 iterations per tick"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = cli(&["analyze", "scenes/no_such.ron"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("E105"));
 }
