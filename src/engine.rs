@@ -292,6 +292,26 @@ impl Engine {
         world.insert_resource(Scratch::default());
         world.insert_resource(Device::Reference);
         world.insert_resource(Staging::new(&plan, &world.resource::<NodeOrder>().0));
+        match crate::dispatch::DispatchConfig::from_plan(&plan, &registry) {
+            Some(cfg) => {
+                let statics = plan.nodes.iter().map(|n| n.domain).collect();
+                let mut d = crate::dispatch::Dispatcher::new(cfg, statics);
+                d.name_hash = plan
+                    .nodes
+                    .iter()
+                    .map(|n| crate::dispatch::fnv1a64(n.name.as_bytes()))
+                    .collect();
+                world.insert_resource(d);
+            }
+            None if plan.dispatch.is_some() => {
+                return Err(Error::invalid(Diagnostic::at(
+                    "E272",
+                    "dispatch.policy",
+                    "the dispatch hook this plan names is not registered with the engine's registry",
+                )));
+            }
+            None => {}
+        }
         world.insert_resource(Registry(registry));
         world.resource_mut::<Stats>().gate_openings = vec![0; plan.gates.len()];
         let pool = match opts.threads {
@@ -463,7 +483,7 @@ impl Engine {
         for &e in &order {
             if let Some(rt) = self.world.get::<NodeRuntime>(e)
                 && !rt.finished()
-                && rt.in_flight.is_empty()
+                && rt.idle()
                 && rt.readiness.blocked_only_by_room()
             {
                 candidates.extend(rt.readiness.lacking_outputs.iter().copied());
