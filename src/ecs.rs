@@ -211,6 +211,9 @@ pub struct NodeRuntime {
     pub rendezvous: Vec<HeldFiring>,
     /// Tickets of tasks retired by the last write-out, for dispatch to release.
     pub retired: Vec<crate::dispatch::Ticket>,
+    /// Cancelled (a cancelled source): outputs of firings completing from now on are fenced
+    /// off — discarded on arrival and counted, never delivered.
+    pub fenced: bool,
 }
 
 impl NodeRuntime {
@@ -386,7 +389,7 @@ pub fn flush_completed(
             for oc in &port.channels {
                 arena.release(oc.channel, port.max_production - produced as u32);
                 let visible = zero.visible(now, oc.delay);
-                let discard = arena.ring(oc.channel).consumer_finished_at.is_some();
+                let discard = arena.ring(oc.channel).consumer_finished_at.is_some() || rt.fenced;
                 for t in 0..produced {
                     if discard {
                         arena.discard_on_arrival(oc.channel);

@@ -79,6 +79,9 @@ enum Command {
         /// Stop after this many steps; overrides the scene's run.max_steps.
         #[arg(long)]
         max_steps: Option<u64>,
+        /// Cancel the run after tick T (outcome `cancelled`, nothing later reaches a probe).
+        #[arg(long)]
+        cancel_at: Option<u64>,
         /// Output directory (default: out/<scene name>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -186,6 +189,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             scene,
             until,
             max_steps,
+            cancel_at,
             out,
             device,
             schedule,
@@ -230,6 +234,9 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             };
             let mut engine = Engine::from_scene(&loaded, opts)?;
             print_warnings(&engine.plan().warnings);
+            if let Some(t) = cancel_at {
+                engine.cancel_at(t);
+            }
             let outcome = engine.run();
             let report = engine.report();
             let dir =
