@@ -695,9 +695,13 @@ impl Engine {
         if let Some(obj) = report.json.as_object_mut() {
             obj.insert(
                 "cancelled_at".into(),
-                match self.cancelled_at {
-                    Some(i) => serde_json::json!({"tick": i.tick, "delta": i.delta}),
-                    None => serde_json::Value::Null,
+                // The fence: nothing after this tick was processed.
+                match (self.cancel_end, self.cancelled_at) {
+                    (Some(t), Some(next)) => serde_json::json!({
+                        "tick": t,
+                        "next_instant": {"tick": next.tick, "delta": next.delta},
+                    }),
+                    _ => serde_json::Value::Null,
                 },
             );
             obj.insert(

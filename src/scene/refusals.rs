@@ -41,13 +41,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
         if let DelaySpec::Named(NamedDelay::Symbol(_)) = e.delay {
             refuse("R306", format!("{p}.delay"), "`delay: Symbol(..)`");
         }
-        if e.capacity.unwrap_or(s.defaults.capacity) == 0 {
-            refuse(
-                "R311",
-                format!("{p}.capacity"),
-                "`capacity: 0` (rendezvous channels)",
-            );
-        }
         if e.policy != Policy::Block {
             refuse("R312", format!("{p}.policy"), "a `policy` other than Block");
         }
