@@ -310,9 +310,17 @@ impl Dispatcher {
                 }
                 d
             }
-            Policy::HashNode => (self.name_hash.get(node).copied().unwrap_or(0) % u64::from(domains)) as u32,
+            Policy::HashNode => {
+                (self.name_hash.get(node).copied().unwrap_or(0) % u64::from(domains)) as u32
+            }
             Policy::HashFiring => {
-                let mut bytes = self.name_hash.get(node).copied().unwrap_or(0).to_le_bytes().to_vec();
+                let mut bytes = self
+                    .name_hash
+                    .get(node)
+                    .copied()
+                    .unwrap_or(0)
+                    .to_le_bytes()
+                    .to_vec();
                 bytes.extend_from_slice(&firing.to_le_bytes());
                 (fnv1a64(&bytes) % u64::from(domains)) as u32
             }
@@ -377,7 +385,9 @@ impl Dispatcher {
             self.window_high_water = self.window_high_water.max(self.window_used());
         }
         let load = &mut self.loads[di];
-        let start = tick.max(load.issue_free).saturating_add(self.config.dispatch_cost);
+        let start = tick
+            .max(load.issue_free)
+            .saturating_add(self.config.dispatch_cost);
         load.issue_free = start;
         load.in_flight += 1;
         load.busy_workers += 1;

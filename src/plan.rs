@@ -1485,17 +1485,27 @@ fn check_dispatch(ctx: &mut Ctx, s: &SceneSpec, nodes: &[PlanNode], registry: &K
             None => ctx.err(
                 "E271",
                 path,
-                format!("`{}` names domain {k}, but the scene declares no `dispatch` domains", n.name),
+                format!(
+                    "`{}` names domain {k}, but the scene declares no `dispatch` domains",
+                    n.name
+                ),
             ),
             Some(_) if n.is_probe => ctx.err(
                 "E271",
                 path,
-                format!("`{}` is a Probe: probe firings bypass dispatch, so a domain means nothing", n.name),
+                format!(
+                    "`{}` is a Probe: probe firings bypass dispatch, so a domain means nothing",
+                    n.name
+                ),
             ),
             Some(d) if k >= d => ctx.err(
                 "E271",
                 path,
-                format!("`{}` names domain {k}, but there are {d} domains (0..{})", n.name, d.saturating_sub(1)),
+                format!(
+                    "`{}` names domain {k}, but there are {d} domains (0..{})",
+                    n.name,
+                    d.saturating_sub(1)
+                ),
             ),
             _ => {}
         }
@@ -1503,6 +1513,10 @@ fn check_dispatch(ctx: &mut Ctx, s: &SceneSpec, nodes: &[PlanNode], registry: &K
     if let Some(w) = &s.task_window
         && w.size == 0
     {
-        ctx.err("E275", "task_window.size", "a task window of size 0 admits no task");
+        ctx.err(
+            "E275",
+            "task_window.size",
+            "a task window of size 0 admits no task",
+        );
     }
 }

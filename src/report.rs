@@ -178,22 +178,24 @@ impl Report {
                 m.insert(reason.code().to_string(), stall_json(c));
             }
         }
-        let dispatch = world.get_resource::<crate::dispatch::Dispatcher>().map(|d| {
-            json!({
-                "domains": d.loads().len(),
-                "policy": format!("{:?}", d.config.policy),
-                "dispatch_cost": d.config.dispatch_cost,
-                "workers": d.config.workers,
-                "per_domain": d.stats.iter().zip(d.loads()).map(|(st, l)| json!({
-                    "tasks": st.tasks,
-                    "issue_ticks": st.issue_ticks,
-                    "in_flight_high_water": st.in_flight_high_water,
-                    "in_flight": l.in_flight,
-                })).collect::<Vec<_>>(),
-                "window": crate::diag::window_state(world),
-                "capabilities": crate::dispatch::capabilities(),
-            })
-        });
+        let dispatch = world
+            .get_resource::<crate::dispatch::Dispatcher>()
+            .map(|d| {
+                json!({
+                    "domains": d.loads().len(),
+                    "policy": format!("{:?}", d.config.policy),
+                    "dispatch_cost": d.config.dispatch_cost,
+                    "workers": d.config.workers,
+                    "per_domain": d.stats.iter().zip(d.loads()).map(|(st, l)| json!({
+                        "tasks": st.tasks,
+                        "issue_ticks": st.issue_ticks,
+                        "in_flight_high_water": st.in_flight_high_water,
+                        "in_flight": l.in_flight,
+                    })).collect::<Vec<_>>(),
+                    "window": crate::diag::window_state(world),
+                    "capabilities": crate::dispatch::capabilities(),
+                })
+            });
         let schedule = json!({
             "mode": plan.schedule.mode.as_str(),
             "stages": plan.schedule.stages.iter().map(|st| st.cohorts.iter().map(|c| json!({

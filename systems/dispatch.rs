@@ -121,7 +121,10 @@ pub fn dispatch(
             let name = plan.0.nodes.get(m).map_or("", |n| n.name.as_str());
             match disp.try_issue_named(m, name, mrt.firings_started, now.tick) {
                 Admit::Issued(t) => {
-                    let l = t.start.saturating_sub(now.tick).saturating_add(device.latency(mwiring));
+                    let l = t
+                        .start
+                        .saturating_sub(now.tick)
+                        .saturating_add(device.latency(mwiring));
                     issued.push((m, l, Some(t)));
                 }
                 Admit::WindowFull => {

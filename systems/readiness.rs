@@ -14,6 +14,7 @@ use crate::arena::TokenArena;
 use crate::ecs::*;
 use bevy_ecs::prelude::*;
 
+#[allow(clippy::too_many_arguments)]
 pub fn readiness(
     clock: Res<Clock>,
     order: Res<NodeOrder>,

@@ -47,7 +47,11 @@ fn makespan(scene: &Scene) -> u64 {
     assert_eq!(e.outcome(), Some(Outcome::Completed));
     let m = e.report().makespan_ticks;
     // The same under an IPLS (no schedule-dependent contention in these scenes' ordering).
-    let i = run_with(scene, &KernelRegistry::default(), Some(ScheduleSpec::IplsAuto));
+    let i = run_with(
+        scene,
+        &KernelRegistry::default(),
+        Some(ScheduleSpec::IplsAuto),
+    );
     assert_eq!(i.report().makespan_ticks, m);
     m
 }
@@ -69,7 +73,10 @@ fn pto_wsp_invariants() {
     assert_eq!(r["dispatch"]["per_domain"][0]["tasks"], 2);
     assert_eq!(r["dispatch"]["per_domain"][1]["tasks"], 2);
     assert_eq!(r["stalls"]["nodes"]["t2"]["DEVICE_BUSY"]["ticks"], 10);
-    assert_eq!(r["stalls"]["resources"]["domain0"]["DEVICE_BUSY"]["ticks"], 10);
+    assert_eq!(
+        r["stalls"]["resources"]["domain0"]["DEVICE_BUSY"]["ticks"],
+        10
+    );
     // The same with a task window of 1: 4S again, the waits counted as WINDOW_FULL
     // (t1 waits 10, t2 20, t3 30 ticks).
     let win = four_tasks(
@@ -77,10 +84,18 @@ fn pto_wsp_invariants() {
          task_window: Some((size: 1, mode: Stall, scope: Global)),",
     );
     assert_eq!(makespan(&win), 40);
-    let r = run_with(&win, &KernelRegistry::default(), None).report().json;
+    let r = run_with(&win, &KernelRegistry::default(), None)
+        .report()
+        .json;
     assert_eq!(r["stalls"]["nodes"]["t3"]["WINDOW_FULL"]["ticks"], 30);
-    assert_eq!(r["stalls"]["nodes"]["t3"]["WINDOW_FULL"]["longest_ticks"], 30);
-    assert_eq!(r["stalls"]["resources"]["window"]["WINDOW_FULL"]["ticks"], 60);
+    assert_eq!(
+        r["stalls"]["nodes"]["t3"]["WINDOW_FULL"]["longest_ticks"],
+        30
+    );
+    assert_eq!(
+        r["stalls"]["resources"]["window"]["WINDOW_FULL"]["ticks"],
+        60
+    );
     assert_eq!(r["dispatch"]["window"]["high_water"], 1);
     // Without any dispatch configuration every task runs at once: S.
     assert_eq!(makespan(&four_tasks("")), 10);
@@ -95,7 +110,10 @@ fn dispatch_cost_serialises_issue_on_a_domain() {
     let got: Vec<u64> = (0..4).flat_map(|i| ticks(&e, &format!("p{i}"))).collect();
     assert_eq!(got, vec![13, 16, 19, 22]);
     assert_eq!(e.report().makespan_ticks, 22);
-    assert_eq!(e.report().json["dispatch"]["per_domain"][0]["issue_ticks"], 12);
+    assert_eq!(
+        e.report().json["dispatch"]["per_domain"][0]["issue_ticks"],
+        12
+    );
     // Two domains halve the issue queue: domain 0 issues t0 (3) and t2 (6), domain 1 t1, t3.
     let s = four_tasks("dispatch: Some((domains: 2, policy: RoundRobin, dispatch_cost: 3)),");
     let e = run_with(&s, &KernelRegistry::default(), None);
@@ -124,9 +142,10 @@ fn static_domains_and_policies() {
     // domain's task count.
     let on_zero = ["t0", "t1", "t2", "t3"]
         .iter()
-        .filter(|n| tapwheel::dispatch::fnv1a64(n.as_bytes()) % 2 == 0)
+        .filter(|n| tapwheel::dispatch::fnv1a64(n.as_bytes()).is_multiple_of(2))
         .count() as u64;
-    let hash = four_tasks("dispatch: Some((domains: 2, policy: Hash(\"node\"), workers: Some(1))),");
+    let hash =
+        four_tasks("dispatch: Some((domains: 2, policy: Hash(\"node\"), workers: Some(1))),");
     assert_eq!(makespan(&hash), 10 * on_zero.max(4 - on_zero));
 }
 
@@ -137,9 +156,12 @@ fn hooks_choose_domains_and_bad_hooks_fail_typed() {
         loads.len() as u32 - 1
     })
     .unwrap();
-    reg.register_hook("spread", |t: &TaskInfo<'_>, _: &[DomainLoad]| (t.node % 2) as u32)
+    reg.register_hook("spread", |t: &TaskInfo<'_>, _: &[DomainLoad]| {
+        (t.node % 2) as u32
+    })
+    .unwrap();
+    reg.register_hook("broken", |_: &TaskInfo<'_>, _: &[DomainLoad]| 7)
         .unwrap();
-    reg.register_hook("broken", |_: &TaskInfo<'_>, _: &[DomainLoad]| 7).unwrap();
     let scene = |h: &str| {
         four_tasks(&format!(
             "dispatch: Some((domains: 2, policy: Hook(\"{h}\"), workers: Some(1))),"
@@ -158,7 +180,10 @@ fn hooks_choose_domains_and_bad_hooks_fail_typed() {
         .err()
         .expect("unknown hook");
     let d = &err.diagnostics()[0];
-    assert_eq!((d.code, d.location_text().as_deref()), ("E272", Some("dispatch.policy")));
+    assert_eq!(
+        (d.code, d.location_text().as_deref()),
+        ("E272", Some("dispatch.policy"))
+    );
 }
 
 #[test]
@@ -171,7 +196,8 @@ fn per_domain_window_and_lanes() {
     assert_eq!(makespan(&s), 20);
     // Lanes: with one worker, Control goes first, then Data, then Telemetry, whatever the
     // declaration order.
-    let mut spec = four_tasks("dispatch: Some((domains: 1, policy: RoundRobin, workers: Some(1))),").spec;
+    let mut spec =
+        four_tasks("dispatch: Some((domains: 1, policy: RoundRobin, workers: Some(1))),").spec;
     use tapwheel::scene::Lane;
     spec.nodes[0].lane = Lane::Telemetry;
     spec.nodes[3].lane = Lane::Control;
@@ -181,7 +207,10 @@ fn per_domain_window_and_lanes() {
     assert_eq!(ticks(&e, "p1"), vec![20]);
     assert_eq!(ticks(&e, "p2"), vec![30]);
     assert_eq!(ticks(&e, "p0"), vec![40]);
-    assert_eq!(e.report().json["stalls"]["nodes"]["t0"]["DEVICE_BUSY"]["ticks"], 30);
+    assert_eq!(
+        e.report().json["stalls"]["nodes"]["t0"]["DEVICE_BUSY"]["ticks"],
+        30
+    );
 }
 
 /// loader → compute → store, 8 tiles, each stage 10 ticks, channels of depth 2 with latency d.
@@ -210,20 +239,33 @@ fn csp_pipeline_makespans() {
     assert_eq!(e.outcome(), Some(Outcome::Completed));
     assert_eq!(e.report().makespan_ticks, 100);
     assert_eq!(ticks(&e, "out"), vec![30, 40, 50, 60, 70, 80, 90, 100]);
-    assert_eq!(values(&e, "out"), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
+    assert_eq!(
+        values(&e, "out"),
+        vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
+    );
     // Latency 50: a token holds its slot in transit, so each depth-2 channel passes two tokens
     // per 60 ticks. The loader starts at 0, 10, 60, 70, 120, 130, 180, 190; compute takes tile k
     // 60 ticks after the loader started it (c = 60, 70, 120, …, 250), store 60 ticks after that
     // and finishes 10 later: 130, 140, 190, 200, 250, 260, 310, 320.
     let e = run_with(&pipeline(50, 2), &KernelRegistry::default(), None);
     assert_eq!(e.report().makespan_ticks, 320);
-    assert_eq!(ticks(&e, "out"), vec![130, 140, 190, 200, 250, 260, 310, 320]);
+    assert_eq!(
+        ticks(&e, "out"),
+        vec![130, 140, 190, 200, 250, 260, 310, 320]
+    );
     let r = e.report().json;
     // The loader waits for room from 20 to 60, 80 to 120, 140 to 180, 200 to 240… until its
     // 8th firing at 190: three waits of 40 ticks.
-    assert_eq!(r["stalls"]["nodes"]["loader"]["CHANNEL_FULL_WAIT"]["ticks"], 120);
+    assert_eq!(
+        r["stalls"]["nodes"]["loader"]["CHANNEL_FULL_WAIT"]["ticks"],
+        120
+    );
     // Identical under IplsAuto.
-    let i = run_with(&pipeline(50, 2), &KernelRegistry::default(), Some(ScheduleSpec::IplsAuto));
+    let i = run_with(
+        &pipeline(50, 2),
+        &KernelRegistry::default(),
+        Some(ScheduleSpec::IplsAuto),
+    );
     assert_eq!(i.report().output_digest, e.report().output_digest);
 }
 
@@ -252,13 +294,20 @@ fn rendezvous_holds_the_producer_until_its_token_is_taken() {
     assert_eq!(values(&e, "out"), vec![10.0, 20.0, 30.0, 40.0]);
     let r = e.report().json;
     // The loader is busy (its firing held), not stalled on room: it never waits CHANNEL_FULL.
-    assert!(r["stalls"]["nodes"]["loader"].get("CHANNEL_FULL_WAIT").is_none());
+    assert!(
+        r["stalls"]["nodes"]["loader"]
+            .get("CHANNEL_FULL_WAIT")
+            .is_none()
+    );
     assert_eq!(r["channels"]["loader.out->compute.in"]["high_water"], 1);
 
     // With a task window of 1 the held loader keeps the only slot, so compute can never be
     // issued to take the token: a resource deadlock, reported with the window state.
     let e = run_with(
-        &parse(&text(0, "task_window: Some((size: 1, mode: Stall, scope: Global)),")),
+        &parse(&text(
+            0,
+            "task_window: Some((size: 1, mode: Stall, scope: Global)),",
+        )),
         &KernelRegistry::default(),
         None,
     );
@@ -278,11 +327,19 @@ fn rendezvous_holds_the_producer_until_its_token_is_taken() {
     assert_eq!(j["window"]["utilisation"], 1.0);
     assert_eq!(j["channels"][0]["tokens"], 1);
     assert_eq!(j["channels"][0]["capacity"], 0);
-    assert!(j["mitigations"][0].as_str().unwrap().contains("raise task_window size above 1 (to at least 2)"));
+    assert!(
+        j["mitigations"][0]
+            .as_str()
+            .unwrap()
+            .contains("raise task_window size above 1 (to at least 2)")
+    );
     // A buffered channel (capacity 1) under the same window runs task by task:
     // loader 0–10, compute 10–40, loader 40–50, compute 50–80, …: makespan 4 × 40 = 160.
     let e = run_with(
-        &parse(&text(1, "task_window: Some((size: 1, mode: Stall, scope: Global)),")),
+        &parse(&text(
+            1,
+            "task_window: Some((size: 1, mode: Stall, scope: Global)),",
+        )),
         &KernelRegistry::default(),
         None,
     );
@@ -383,8 +440,16 @@ fn cancellation_fences_outputs_and_ends_once() {
 fn dispatch_errors_are_located() {
     let bad = [
         ("dispatch: Some((domains: 0)),", "E270", "dispatch.domains"),
-        ("dispatch: Some((domains: 2, workers: Some(0))),", "E274", "dispatch.workers"),
-        ("dispatch: Some((domains: 2, policy: Hash(\"colour\"))),", "E273", "dispatch.policy"),
+        (
+            "dispatch: Some((domains: 2, workers: Some(0))),",
+            "E274",
+            "dispatch.workers",
+        ),
+        (
+            "dispatch: Some((domains: 2, policy: Hash(\"colour\"))),",
+            "E273",
+            "dispatch.policy",
+        ),
         ("task_window: Some((size: 0)),", "E275", "task_window.size"),
     ];
     for (extra, code, at) in bad {
@@ -392,17 +457,29 @@ fn dispatch_errors_are_located() {
             .err()
             .expect("invalid");
         let d = &err.diagnostics()[0];
-        assert_eq!((d.code, d.location_text().as_deref()), (code, Some(at)), "{extra}");
+        assert_eq!(
+            (d.code, d.location_text().as_deref()),
+            (code, Some(at)),
+            "{extra}"
+        );
     }
     let mut spec = four_tasks("dispatch: Some((domains: 2)),").spec;
     spec.nodes[1].domain = Some(2);
-    let err = Engine::from_scene(&Scene::from_spec(spec), RunOptions::default()).err().unwrap();
-    assert_eq!(err.diagnostics()[0].code, "E271");
-    assert_eq!(err.diagnostics()[0].location_text().as_deref(), Some("nodes[1].domain"));
-    // Window modes other than Stall are refused, never ignored.
-    let err = Engine::from_scene(&four_tasks("task_window: Some((size: 2, mode: Abort)),"), RunOptions::default())
+    let err = Engine::from_scene(&Scene::from_spec(spec), RunOptions::default())
         .err()
         .unwrap();
+    assert_eq!(err.diagnostics()[0].code, "E271");
+    assert_eq!(
+        err.diagnostics()[0].location_text().as_deref(),
+        Some("nodes[1].domain")
+    );
+    // Window modes other than Stall are refused, never ignored.
+    let err = Engine::from_scene(
+        &four_tasks("task_window: Some((size: 2, mode: Abort)),"),
+        RunOptions::default(),
+    )
+    .err()
+    .unwrap();
     assert_eq!(err.exit_code(), 4);
     assert_eq!(err.diagnostics()[0].code, "R304");
 }
