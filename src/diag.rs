@@ -128,6 +128,16 @@ impl DeadlockReport {
                 if c.closed { " (closed)" } else { "" }
             );
         }
+        if let Some(w) = &self.window {
+            s += &format!(
+                "  window: {} of {} in flight ({}, utilisation {:.0}%, high water {})\n",
+                w.in_flight,
+                w.size,
+                w.scope,
+                w.utilisation * 100.0,
+                w.high_water
+            );
+        }
         for m in &self.mitigations {
             s += &format!("  mitigation: {m}\n");
         }

@@ -29,12 +29,12 @@
 //! let a = d.try_issue(0, 0, 0);
 //! let b = d.try_issue(1, 0, 0);
 //! assert!(matches!((a, b), (Admit::Issued(x), Admit::Issued(y)) if x.domain == 0 && y.domain == 1));
-//! assert_eq!(d.try_issue(2, 0, 0), Admit::DeviceBusy); // domain 0 has no free worker
-//! assert_eq!(d.try_issue(3, 0, 0), Admit::DeviceBusy); // nor domain 1
+//! assert_eq!(d.try_issue(2, 0, 0), Admit::DeviceBusy(0)); // domain 0 has no free worker
+//! assert_eq!(d.try_issue(3, 0, 0), Admit::DeviceBusy(1)); // nor domain 1
 //! if let Admit::Issued(t) = a { d.retire(t, 5); }
 //! // Node 2 kept domain 0 and gets its worker back; node 3 keeps domain 1 and still waits.
 //! assert!(matches!(d.try_issue(2, 0, 5), Admit::Issued(t) if t.domain == 0));
-//! assert_eq!(d.try_issue(3, 0, 5), Admit::DeviceBusy);
+//! assert_eq!(d.try_issue(3, 0, 5), Admit::DeviceBusy(1));
 //! ```
 
 use crate::scene::{DispatchPolicy, WindowScope};
