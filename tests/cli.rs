@@ -129,7 +129,6 @@ fn unimplemented_features_are_refused_with_exit_4() {
     assert_eq!(code, 4, "{stderr}");
     // Every refusal is listed, each naming its field.
     for (code, path) in [
-        ("R320", "nodes[1].kernel"),
         ("R312", "edges[1].policy"),
         ("R304", "task_window"),
     ] {
