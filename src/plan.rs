@@ -1009,16 +1009,16 @@ fn plan_node(
     check_adapters(ctx, path, &inputs, &outputs);
     check_shape_rules(ctx, path, &n.kernel, &inputs, &outputs);
     if let (KernelSpec::SlotLoad { index, .. }, Some(t)) = (&n.kernel, inputs.first())
+        && t.shape.elements() > 0 // a zero axis is E111 already
         && u64::from(*index) >= t.shape.elements()
     {
         ctx.err(
             "E220",
             format!("{path}.kernel.index"),
             format!(
-                "SlotLoad index {index} is outside the input token ({} elements of shape {}, indices 0..{})",
-                t.shape.elements(),
+                "SlotLoad index {index} is outside the input token: shape {} holds elements 0 to {}",
                 t.shape,
-                t.shape.elements()
+                t.shape.elements() - 1
             ),
         );
     }

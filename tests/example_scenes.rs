@@ -20,6 +20,7 @@ fn every_example_scene_runs() {
         ("pto2_vector_diamond", 0, "completed"),
         ("pto_matmul_diamond", 0, "completed"),
         ("pto_vector_diamond", 0, "completed"),
+        ("slot_select", 0, "completed"),
         ("strict_quiescent", 3, "deadlock"),
         ("zero_delay_chain", 0, "completed"),
     ];
