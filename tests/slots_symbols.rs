@@ -674,3 +674,73 @@ fn slot_select_example_routes_as_documented() {
         serde_json::to_value(&symbols).unwrap()
     );
 }
+
+#[test]
+fn slot_cohorts_fired_in_parallel_chunks_keep_canonical_write_order() {
+    // Eight sources (4096-frame tokens, values i, i+1, i+2 at ticks 0, 1, 2) each feed a
+    // SlotLoad into slot i % 4 (element 4095) and a Select on slot i % 4. Under IplsAuto the
+    // eight SlotLoads and the eight Selects are two cohorts, large enough for parallel chunks.
+    // Slot k is written by load{k} and load{k+4} at every tick: load{k+4} is later in canonical
+    // order and wins, so from tick 1 on slot k = (k + 4) + (t − 1) ≠ 0.
+    let mut nodes = String::new();
+    let mut edges = String::new();
+    for i in 0..8 {
+        nodes += &format!(
+            r#"Node(name: "src{i}", kernel: Ramp(start: {i}.0, step: 1.0), period: Some(1), count: Some(3)),
+            Node(name: "load{i}", kernel: SlotLoad(slot: {}, index: 4095)),
+            Node(name: "sel{i}", kernel: Select(slot: {})),
+            Node(name: "hi{i}", kernel: Probe), Node(name: "lo{i}", kernel: Probe),
+            "#,
+            i % 4,
+            i % 4
+        );
+        edges += &format!(
+            r#"Edge(from: "src{i}.out", to: "load{i}.in"), Edge(from: "src{i}.out", to: "sel{i}.in"),
+            Edge(from: "sel{i}.then", to: "hi{i}.in"), Edge(from: "sel{i}.else", to: "lo{i}.in"),
+            "#
+        );
+    }
+    let scene = parse(&format!(
+        r#"Scene(version: 1, name: "wide", defaults: (shape: (frames: 4096), capacity: 2),
+        nodes: [{nodes}], edges: [{edges}])"#
+    ));
+    let run = |schedule: ScheduleSpec, threads: Option<usize>| {
+        let mut e = Engine::from_scene(
+            &scene,
+            RunOptions {
+                schedule: Some(schedule),
+                threads,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(e.run(), Outcome::Completed);
+        e
+    };
+    let kpn = run(ScheduleSpec::Kpn, None);
+    for i in 0..8u32 {
+        let t = |p: &str| ticks(&kpn, &format!("{p}{i}"));
+        assert_eq!(t("lo"), vec![0], "sel{i}");
+        assert_eq!(t("hi"), vec![1, 2], "sel{i}");
+        assert_eq!(values(&kpn, &format!("hi{i}"))[0], (i + 1) as f32);
+    }
+    for k in 0..4u32 {
+        assert_eq!(kpn.slot(k), Some(u64::from(k) + 6), "slot {k}");
+    }
+    for threads in [Some(1), Some(4)] {
+        let ipls = run(ScheduleSpec::IplsAuto, threads);
+        let r = ipls.report();
+        assert_eq!(r.output_digest, kpn.report().output_digest, "{threads:?}");
+        assert_eq!(r.json["slots"], kpn.report().json["slots"], "{threads:?}");
+        if threads == Some(4) {
+            assert!(
+                r.json["schedule"]["parallel_cohort_calls"]
+                    .as_u64()
+                    .unwrap()
+                    > 0,
+                "{}",
+                r.json["schedule"]
+            );
+        }
+    }
+}
