@@ -153,6 +153,10 @@ pub struct TokenArena {
     dead_slots: usize,
     limit_bytes: usize,
     touched: Vec<u32>,
+    /// Tokens taken (consumed or discarded) from rendezvous (capacity-0) channels since the
+    /// last drain: `(channel, count)`; their producers' firings complete (§10).
+    #[serde(default)]
+    pub rendezvous_taken: Vec<(usize, usize)>,
 }
 
 impl TokenArena {
@@ -165,6 +169,7 @@ impl TokenArena {
             dead_slots: 0,
             limit_bytes,
             touched: Vec::new(),
+            rendezvous_taken: Vec::new(),
         }
     }
 
@@ -343,6 +348,9 @@ impl TokenArena {
             r.discarded += n as u64;
         } else {
             r.consumed += n as u64;
+        }
+        if r.capacity == 0 {
+            self.rendezvous_taken.push((ch, n));
         }
         self.touched.push(ch as u32);
     }

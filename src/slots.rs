@@ -35,7 +35,8 @@ use std::collections::BTreeMap;
 /// Slots per run (indices `0..=255`).
 pub const SLOT_COUNT: usize = 256;
 
-/// FNV-1a, 64-bit, over the bytes of `data`: a symbol's id.
+/// FNV-1a, 64-bit (shared with the dispatch `Hash` policies): a symbol's id is this hash of its
+/// name.
 ///
 /// ```
 /// use tapwheel::slots::fnv1a64;
@@ -43,18 +44,7 @@ pub const SLOT_COUNT: usize = 256;
 /// assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
 /// assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
 /// ```
-pub const fn fnv1a64(data: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    let mut i = 0;
-    while i < data.len() {
-        h ^= data[i] as u64;
-        h = h.wrapping_mul(PRIME);
-        i += 1;
-    }
-    h
-}
+pub use crate::dispatch::fnv1a64;
 
 /// The id of a symbol: FNV-1a-64 of its name (UTF-8 bytes).
 ///
@@ -348,7 +338,7 @@ pub fn check_option_slots(slots: &BTreeMap<u32, u64>) -> Vec<Diagnostic> {
 }
 
 /// Resolves every `delay: Symbol("name")` of a plan against `symbols`: the delay of every
-/// channel, or one located error (E270 at `edges[i].delay`) per channel whose symbol has no
+/// channel, or one located error (E280 at `edges[i].delay`) per channel whose symbol has no
 /// value at run start.
 ///
 /// ```
@@ -362,7 +352,7 @@ pub fn check_option_slots(slots: &BTreeMap<u32, u64>) -> Vec<Diagnostic> {
 /// let table: BTreeMap<String, u64> = [("link".to_string(), 7)].into();
 /// assert_eq!(resolve_delays(&plan, &table).unwrap(), vec![7]);
 /// let err = resolve_delays(&plan, &BTreeMap::new()).unwrap_err();
-/// assert_eq!((err[0].code, err[0].location_text().unwrap().as_str()), ("E270", "edges[0].delay"));
+/// assert_eq!((err[0].code, err[0].location_text().unwrap().as_str()), ("E280", "edges[0].delay"));
 /// ```
 pub fn resolve_delays(
     plan: &crate::plan::Plan,
@@ -377,7 +367,7 @@ pub fn resolve_delays(
             None => c.delay,
             Some(name) => symbols.get(name).copied().unwrap_or_else(|| {
                 errors.push(Diagnostic::at(
-                    "E270",
+                    "E280",
                     format!("edges[{i}].delay"),
                     format!(
                         "channel `{}` takes its delay from symbol `{name}`, which has no value at run start (set it in the scene's `symbols`, `RunOptions::symbols` or `--symbol {name}=TICKS`)",
@@ -406,7 +396,7 @@ pub struct RunInputs {
 
 impl RunInputs {
     /// Merges the plan's (scene's) slots and symbols with the run's, then resolves delays.
-    /// Errors: E106 for an option slot ≥ 256, E270 for each symbol without a value.
+    /// Errors: E106 for an option slot ≥ 256, E280 for each symbol without a value.
     pub fn resolve(
         plan: &crate::plan::Plan,
         slots: &BTreeMap<u32, u64>,

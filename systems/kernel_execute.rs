@@ -15,6 +15,7 @@
 //! when time passes that tick, so no read ever sees a write of its own tick.
 
 use crate::arena::TokenArena;
+use crate::dispatch::Dispatcher;
 use crate::ecs::*;
 use crate::kernels::{CohortMember, FireIo, InputBlock, Kernel, OutputBlock, fire_cohort};
 use crate::slots::{SlotIo, SlotTable, SlotWrite};
@@ -30,6 +31,7 @@ pub fn kernel_execute(
     order: Res<NodeOrder>,
     staging: Res<Staging>,
     registry: Res<Registry>,
+    mut dispatcher: Option<ResMut<Dispatcher>>,
     mut arena: ResMut<TokenArena>,
     mut events: ResMut<Events>,
     mut step: ResMut<StepState>,
@@ -51,6 +53,7 @@ pub fn kernel_execute(
         probes: &mut probes,
         scratch: &mut scratch,
         slots: &mut slots.table,
+        dispatcher: dispatcher.as_deref_mut(),
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
@@ -73,6 +76,7 @@ struct Cx<'a> {
     probes: &'a mut Probes,
     scratch: &'a mut Scratch,
     slots: &'a mut SlotTable,
+    dispatcher: Option<&'a mut Dispatcher>,
 }
 
 /// Every node's index, runtime, wiring and kernel.
@@ -124,6 +128,10 @@ impl Cx<'_> {
             None
         };
         consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs);
+        if self.staging.ipls() && !self.arena.rendezvous_taken.is_empty() {
+            // The producer's held firing completes in the next delta (§10).
+            self.step.pending = true;
+        }
         if self.staging.ipls() {
             let here = self.staging.current as u32;
             for port in &wiring.inputs {
@@ -150,12 +158,14 @@ impl Cx<'_> {
     ) {
         self.step.changed = true;
         self.step.fired = true;
+        let ticket = self.step.tickets.get_mut(n).and_then(Option::take);
         let now_done = book_firing(
             n,
             rt,
             wiring,
             outputs,
             latency,
+            ticket,
             self.now,
             self.events,
             self.stats,
@@ -169,17 +179,29 @@ impl Cx<'_> {
                 self.step.flush_marked.insert(n);
                 self.step.barrier_flush.push(n as u32);
             }
-        } else if let Some(f) = write_out_completed(
-            n,
-            rt,
-            wiring,
-            self.arena,
-            self.events,
-            self.stats,
-            self.now,
-            ZeroDelay::NextDelta,
-        ) {
-            self.step.failure = Some(f);
+        } else {
+            if let Some(f) = write_out_completed(
+                n,
+                rt,
+                wiring,
+                self.arena,
+                self.events,
+                self.stats,
+                self.now,
+                ZeroDelay::NextDelta,
+            ) {
+                self.step.failure = Some(f);
+            }
+            self.retire(rt);
+        }
+    }
+
+    /// Hands the tickets of the node's retired tasks back to dispatch.
+    fn retire(&mut self, rt: &mut NodeRuntime) {
+        let tick = self.now.tick;
+        match self.dispatcher.as_deref_mut() {
+            Some(d) => rt.retired.drain(..).for_each(|t| d.retire(t, tick)),
+            None => rt.retired.clear(),
         }
     }
 
@@ -214,7 +236,7 @@ impl Cx<'_> {
         if self.still_ready(n, rt, wiring, kernel) {
             return true;
         }
-        rt.in_flight.is_empty()
+        rt.idle()
             && if wiring.is_source {
                 rt.remaining == Some(0)
             } else {
@@ -501,6 +523,7 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
         ) {
             cx.step.failure = Some(f);
         }
+        cx.retire(&mut rt);
         if cx.staging.feeds_back.contains(n) || (rt.finished() && !was_finished) {
             cx.step.pending = true;
         }

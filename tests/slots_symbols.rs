@@ -473,7 +473,7 @@ fn an_unknown_symbol_is_a_located_error() {
         .expect("no value for `link`");
     assert_eq!(err.exit_code(), 2);
     let d = &err.diagnostics()[0];
-    assert_eq!(d.code, "E270");
+    assert_eq!(d.code, "E280");
     assert_eq!(d.location_text().as_deref(), Some("edges[0].delay"));
     assert!(d.message.contains("`link`"), "{}", d.message);
     assert!(Engine::new(plan, opts_symbols(&[("other", 1)])).is_err());
@@ -498,13 +498,13 @@ fn an_unknown_symbol_is_a_located_error() {
     let (code, _, stderr) = cli(&["run", f, "--out", o]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("error[E270]") && stderr.contains("--> edges[0].delay"),
+        stderr.contains("error[E280]") && stderr.contains("--> edges[0].delay"),
         "{stderr}"
     );
     assert!(!out.join("report.json").exists());
     let (code, _, stderr) = cli(&["check", f]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("error[E270]"), "{stderr}");
+    assert!(stderr.contains("error[E280]"), "{stderr}");
     let (code, stdout, stderr) = cli(&["check", f, "--symbol", "link=4"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
