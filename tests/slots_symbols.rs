@@ -744,3 +744,47 @@ fn slot_cohorts_fired_in_parallel_chunks_keep_canonical_write_order() {
         }
     }
 }
+
+#[test]
+fn under_dispatch_cost_a_firing_reads_at_its_issue_tick_and_writes_at_its_completion() {
+    // Three domains, dispatch_cost 2 (§9: issued at t, starts at s = max(t, free) + 2, completes
+    // at s + L). Domain 0: ctl issued at 0 completes at 2; load issued at 2 completes at 4, so
+    // its write (slot 0 = 1) is made at tick 4 and seen from tick 5. Domain 1: data (concurrency
+    // 1) completes at 2, 4, 6, … Domain 2: sel is issued when a token arrives (2, 4, 6, …) and
+    // reads the slot at that tick: 0 at ticks 2 and 4 (the write of tick 4 is not seen), 1 from
+    // tick 6. Its outputs complete two ticks later.
+    let scene = parse(
+        r#"Scene(version: 1, name: "disp",
+        nodes: [
+            Node(name: "ctl", kernel: Const(value: 1.0), count: Some(1), domain: Some(0)),
+            Node(name: "load", kernel: SlotLoad(slot: 0), domain: Some(0)),
+            Node(name: "data", kernel: Ramp(start: 10.0, step: 1.0), period: Some(1), count: Some(8), domain: Some(1)),
+            Node(name: "sel", kernel: Select(slot: 0), domain: Some(2)),
+            Node(name: "hi", kernel: Probe),
+            Node(name: "lo", kernel: Probe),
+        ],
+        edges: [
+            Edge(from: "ctl.out", to: "load.in"),
+            Edge(from: "data.out", to: "sel.in", capacity: 8),
+            Edge(from: "sel.then", to: "hi.in", capacity: 8),
+            Edge(from: "sel.else", to: "lo.in", capacity: 8),
+        ],
+        dispatch: Some((domains: 3, policy: RoundRobin, dispatch_cost: 2, workers: None)),
+    )"#,
+    );
+    let (outcome, e) = run(&scene);
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(stream(&e, "lo"), vec![(4, 0, 10.0), (6, 1, 11.0)]);
+    assert_eq!(
+        stream(&e, "hi"),
+        vec![
+            (8, 0, 12.0),
+            (10, 1, 13.0),
+            (12, 2, 14.0),
+            (14, 3, 15.0),
+            (16, 4, 16.0),
+            (18, 5, 17.0)
+        ]
+    );
+    assert_eq!(e.slot(0), Some(1));
+}
