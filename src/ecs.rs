@@ -855,6 +855,13 @@ impl Staging {
     }
 }
 
+/// The run's slot table and the symbol table it started with (§11; rules in `crate::slots`).
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Slots {
+    pub table: crate::slots::SlotTable,
+    pub symbols: std::collections::BTreeMap<String, u64>,
+}
+
 /// The kernel registry (custom kinds' batched forms) as a resource.
 #[derive(Resource, Clone, Default)]
 pub struct Registry(pub crate::kernels::KernelRegistry);

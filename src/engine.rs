@@ -10,6 +10,7 @@ use crate::kernels::{self, KernelRegistry};
 use crate::plan::Plan;
 use crate::report::{Growth, Outcome, Report};
 use crate::scene::{MemorySpec, Policy, Scene, ScheduleSpec};
+use crate::slots::RunInputs;
 use crate::time::Instant;
 use bevy_ecs::prelude::*;
 use std::sync::Arc;
@@ -21,6 +22,28 @@ pub const DEFAULT_ARENA_LIMIT: usize = 4 << 30;
 pub const MAX_THREADS: usize = 256;
 
 /// Options a run takes beside the scene.
+///
+/// `slots` and `symbols` are run inputs (§11), not part of the plan: they override the scene's
+/// `slots` / `symbols` (which `Plan` keeps outside its digest). A host changes them between runs
+/// without re-planning by building a new engine from the same plan — `plan_digest` stays equal:
+///
+/// ```
+/// use tapwheel::{Engine, Plan, RunOptions, Scene};
+/// let scene = Scene::parse(r#"Scene(version: 1, name: "sym",
+///     nodes: [Node(name: "a", kernel: Const(value: 1.0), count: Some(1)), Node(name: "p", kernel: Probe)],
+///     edges: [Edge(from: "a.out", to: "p.in", delay: Symbol("link"))],
+///     symbols: {"link": 2})"#, "sym.ron", ".".into()).unwrap();
+/// let plan = Plan::compile(&scene).unwrap();
+/// let mut ticks = Vec::new();
+/// for link in [2, 50] {
+///     let opts = RunOptions { symbols: [("link".to_string(), link)].into(), ..Default::default() };
+///     let mut e = Engine::new(plan.clone(), opts).unwrap();
+///     e.run();
+///     assert_eq!(e.report().plan_digest, plan.digest);
+///     ticks.push(e.probe("p").unwrap().ticks[0]);
+/// }
+/// assert_eq!(ticks, vec![2, 50]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Overrides the scene's `run.until` (last tick processed, inclusive).
@@ -34,6 +57,10 @@ pub struct RunOptions {
     /// Threads of the engine's own rayon pool for cohort parallelism (`--threads`); `None`
     /// uses the pool the caller runs in. Results never depend on it.
     pub threads: Option<usize>,
+    /// Initial slot values, over the scene's `slots` (`--slot N=VALUE`); indices 0..=255.
+    pub slots: std::collections::BTreeMap<u32, u64>,
+    /// Symbol values, over the scene's `symbols` (`--symbol NAME=VALUE`); read at run start.
+    pub symbols: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +71,8 @@ impl Default for RunOptions {
             max_arena_bytes: DEFAULT_ARENA_LIMIT,
             schedule: None,
             threads: None,
+            slots: Default::default(),
+            symbols: Default::default(),
         }
     }
 }
@@ -121,6 +150,8 @@ impl Engine {
         registry: &KernelRegistry,
     ) -> Result<Engine> {
         let plan = Plan::compile_scheduled(scene, registry, opts.schedule.as_ref())?;
+        // Run inputs are invalid input (exit 2), which wins over a refusal.
+        RunInputs::resolve(&plan, &opts.slots, &opts.symbols).map_err(Error::Invalid)?;
         let refused = crate::scene::refusals(&scene.spec);
         if !refused.is_empty() {
             return Err(Error::Refused(refused));
@@ -136,6 +167,11 @@ impl Engine {
     /// [`Engine::new`] with custom kernels from `registry`.
     pub fn new_with(plan: Plan, opts: RunOptions, registry: &KernelRegistry) -> Result<Engine> {
         let registry = registry.clone();
+        // §11: slots and symbols at run start; `Symbol` delays take their values now.
+        let inputs =
+            RunInputs::resolve(&plan, &opts.slots, &opts.symbols).map_err(Error::Invalid)?;
+        let mut plan = plan;
+        inputs.apply(&mut plan);
         let plan = Arc::new(plan);
         let mut world = World::new();
         let mut arena = TokenArena::new(opts.max_arena_bytes);
@@ -337,6 +373,10 @@ impl Engine {
             None => {}
         }
         world.insert_resource(Registry(registry));
+        world.insert_resource(Slots {
+            table: crate::slots::SlotTable::new(&inputs.slots),
+            symbols: inputs.symbols,
+        });
         world.resource_mut::<Stats>().gate_openings = vec![0; plan.gates.len()];
         let pool = match opts.threads {
             Some(n) if n == 0 || n > MAX_THREADS => {
@@ -458,8 +498,23 @@ impl Engine {
         self.world.resource::<Staging>().stages.len()
     }
 
+    /// The plan as run: like the compiled plan (same `digest`), with every `Symbol` delay
+    /// holding the value it took at run start.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Slot `n` (§11) as a read at the next instant would see it — after the run, the final
+    /// value, with every write of the last tick applied. `None` for `n ≥ 256`.
+    pub fn slot(&self, n: u32) -> Option<u64> {
+        if n as usize >= crate::slots::SLOT_COUNT {
+            return None;
+        }
+        let at = match self.outcome {
+            Some(o) => self.end_tick_for(o).saturating_add(1),
+            None => self.next.tick,
+        };
+        Some(self.world.resource::<Slots>().table.peek(n, at))
     }
 
     /// The ECS world (read access for embedders and tests).

@@ -37,6 +37,7 @@ pub mod report;
 pub mod scene;
 pub mod schedule;
 pub mod sdf;
+pub mod slots;
 pub mod time;
 
 #[path = "../systems/mod.rs"]

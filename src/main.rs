@@ -2,6 +2,7 @@
 //! (0 success, 1 internal, 2 invalid input, 3 deadlock, 4 refused).
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
 
 /// stdout that never panics: a closed pipe (`tapwheel run … | head -1`) just drops the text.
 macro_rules! outln {
@@ -66,6 +67,50 @@ fn print_warnings(warnings: &[Diagnostic]) {
     }
 }
 
+/// `--symbol NAME=VALUE` and `--slot N=VALUE` (§11, §19): run inputs, never part of the plan.
+#[derive(clap::Args)]
+struct TableArgs {
+    /// Set a symbol (NAME=VALUE); repeatable; overrides the scene's `symbols`.
+    #[arg(long = "symbol", value_name = "NAME=VALUE")]
+    symbols: Vec<String>,
+    /// Set a slot (N=VALUE, N in 0..=255); repeatable; overrides the scene's `slots`.
+    #[arg(long = "slot", value_name = "N=VALUE")]
+    slots: Vec<String>,
+}
+
+/// Slot and symbol values from the command line (later repeats win).
+type Tables = (BTreeMap<u32, u64>, BTreeMap<String, u64>);
+
+impl TableArgs {
+    /// Parses every argument; each malformed one is an E106 located at the argument.
+    fn parse(&self) -> Result<Tables, Error> {
+        let mut errors = Vec::new();
+        let mut slots = BTreeMap::new();
+        let mut symbols = BTreeMap::new();
+        for a in &self.slots {
+            match tapwheel::slots::parse_slot_arg(a) {
+                Ok((n, v)) => {
+                    slots.insert(n, v);
+                }
+                Err(d) => errors.push(d),
+            }
+        }
+        for a in &self.symbols {
+            match tapwheel::slots::parse_symbol_arg(a) {
+                Ok((n, v)) => {
+                    symbols.insert(n, v);
+                }
+                Err(d) => errors.push(d),
+            }
+        }
+        if errors.is_empty() {
+            Ok((slots, symbols))
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+}
+
 // Parsed once per process: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -103,18 +148,16 @@ enum Command {
         max_arena_bytes: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Set a symbol (NAME=VALUE); repeatable.
-        #[arg(long = "symbol")]
-        symbols: Vec<String>,
-        /// Set a slot (N=VALUE); repeatable.
-        #[arg(long = "slot")]
-        slots: Vec<String>,
+        #[command(flatten)]
+        tables: TableArgs,
     },
     /// Validate a scene and print its plan (stages, cohorts, gates, channels).
     Check {
         scene: PathBuf,
         #[arg(long, value_enum)]
         schedule: Option<ScheduleArg>,
+        #[command(flatten)]
+        tables: TableArgs,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -128,6 +171,8 @@ enum Command {
         scene: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        tables: TableArgs,
     },
     /// Write a versioned package (not in this build).
     Package { scene: PathBuf },
@@ -199,8 +244,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             snapshot,
             max_arena_bytes,
             format,
-            symbols,
-            slots,
+            tables,
         } => {
             let mut refused = Vec::new();
             if device == Some(DeviceArg::Cyclesim) {
@@ -215,12 +259,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             if snapshot.is_some() {
                 refused.push(arg_refusal("--snapshot", "R341", "snapshots"));
             }
-            if !symbols.is_empty() {
-                refused.push(arg_refusal("--symbol", "R306", "symbols"));
-            }
-            if !slots.is_empty() {
-                refused.push(arg_refusal("--slot", "R306", "slots"));
-            }
+            let (slots, symbols) = tables.parse()?;
             let loaded = Scene::load(&scene)?;
             if !refused.is_empty() {
                 return Err(Error::Refused(refused));
@@ -231,6 +270,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 max_arena_bytes,
                 schedule: schedule.map(ScheduleArg::spec),
                 threads,
+                slots,
+                symbols,
             };
             let mut engine = Engine::from_scene(&loaded, opts)?;
             print_warnings(&engine.plan().warnings);
@@ -258,7 +299,9 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             scene,
             schedule,
             format,
+            tables,
         } => {
+            let (slots, symbols) = tables.parse()?;
             let loaded = Scene::load(&scene)?;
             let plan = tapwheel::Plan::compile_scheduled(
                 &loaded,
@@ -266,6 +309,9 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 schedule.map(ScheduleArg::spec).as_ref(),
             )?;
             print_warnings(&plan.warnings);
+            // `check` validates what `run` would start with: every symbol delay needs a value.
+            let inputs = tapwheel::slots::RunInputs::resolve(&plan, &slots, &symbols)
+                .map_err(Error::Invalid)?;
             let refused = tapwheel::scene::refusals(&loaded.spec);
             if !refused.is_empty() {
                 return Err(Error::Refused(refused));
@@ -280,10 +326,13 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                             "inputs": n.inputs.iter().map(|t| &t.name).collect::<Vec<_>>(),
                             "outputs": n.outputs.iter().map(|t| &t.name).collect::<Vec<_>>(),
                         })).collect::<Vec<_>>(),
-                        "channels": plan.channels.iter().map(|c| serde_json::json!({
-                            "name": c.name, "capacity": c.capacity, "delay": c.delay,
+                        "channels": plan.channels.iter().zip(&inputs.delays).map(|(c, d)| serde_json::json!({
+                            "name": c.name, "capacity": c.capacity, "delay": d,
+                            "delay_symbol": c.delay_symbol,
                             "initial": c.initial.len(),
                         })).collect::<Vec<_>>(),
+                        "slots": inputs.slots.iter().map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+                        "symbols": inputs.symbols,
                         "schedule": {
                             "mode": plan.schedule.mode.as_str(),
                             "stages": plan.schedule.stages.iter().map(|st| st.cohorts.iter().map(|c| serde_json::json!({
@@ -333,12 +382,15 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                             .collect();
                         outln!("  gate {}: {}", g.name, names.join(" "));
                     }
-                    for c in &plan.channels {
+                    for (c, d) in plan.channels.iter().zip(&inputs.delays) {
+                        let delay = match &c.delay_symbol {
+                            Some(name) => format!("{d} (symbol {name})"),
+                            None => d.to_string(),
+                        };
                         outln!(
-                            "  {}  capacity {}  delay {}  initial {}",
+                            "  {}  capacity {}  delay {delay}  initial {}",
                             c.name,
                             c.capacity,
-                            c.delay,
                             c.initial.len()
                         );
                     }
@@ -347,9 +399,18 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Resume { .. } => Err(not_in_build("tapwheel resume", "R341")),
-        Command::Analyze { scene, format } => {
+        Command::Analyze {
+            scene,
+            format,
+            tables,
+        } => {
+            let (slots, symbols) = tables.parse()?;
             let loaded = Scene::load(&scene)?;
-            let plan = tapwheel::Plan::compile(&loaded)?;
+            let mut plan = tapwheel::Plan::compile(&loaded)?;
+            // The analysis sees `Symbol` delays with their values, as a run would.
+            tapwheel::slots::RunInputs::resolve(&plan, &slots, &symbols)
+                .map_err(Error::Invalid)?
+                .apply(&mut plan);
             let mut refused = tapwheel::scene::refusals(&loaded.spec);
             // The analysis models rates, latencies, delays and concurrency; a gate changes when
             // its members may fire, so a throughput computed without it would be wrong.

@@ -144,7 +144,13 @@ pub struct PlanChannel {
     pub to_node: usize,
     pub to_tap: usize,
     pub capacity: u32,
+    /// Ticks. A `Symbol` delay is 0 in the compiled plan (the zero-time cycle check counts it
+    /// as 0) and takes its value from the symbol table at run start (`crate::slots`).
     pub delay: u64,
+    /// `delay: Symbol("name")`: the symbol's *name* (never its value, so `plan_digest` does not
+    /// change with symbol values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_symbol: Option<String>,
     pub lane: Lane,
     pub policy: Policy,
     pub shape: Shape,
@@ -180,6 +186,12 @@ pub struct Plan {
     /// Run settings (`until`, `max_steps`, `seed`) are not part of the plan digest.
     #[serde(skip)]
     pub run: RunSpec,
+    /// The scene's initial slot values and symbols (§11): run inputs, not part of the digest,
+    /// so a host changes them between runs without re-planning.
+    #[serde(skip)]
+    pub slots: BTreeMap<u32, u64>,
+    #[serde(skip)]
+    pub symbols: BTreeMap<String, u64>,
     #[serde(skip)]
     pub digest: String,
 }
@@ -414,6 +426,18 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 ),
             )
         }
+        KernelSpec::Select { slot } | KernelSpec::SlotLoad { slot, .. }
+            if *slot as usize >= crate::slots::SLOT_COUNT =>
+        {
+            bad(
+                ctx,
+                "slot",
+                format!(
+                    "slot {slot} is out of range (a run has {} slots, 0..=255)",
+                    crate::slots::SLOT_COUNT
+                ),
+            )
+        }
         KernelSpec::Custom { kind, params } => {
             for (name, v) in params {
                 finite(ctx, p(&format!("params.{name}")), name, *v);
@@ -538,6 +562,18 @@ impl Plan {
         if s.nodes.is_empty() {
             ctx.err("E200", "nodes", "a scene needs at least one node");
         }
+        for &n in s.slots.keys() {
+            if n as usize >= crate::slots::SLOT_COUNT {
+                ctx.err(
+                    "E113",
+                    format!("slots.{n}"),
+                    format!(
+                        "slot {n} is out of range (a run has {} slots, 0..=255)",
+                        crate::slots::SLOT_COUNT
+                    ),
+                );
+            }
+        }
 
         // Nodes and their taps.
         let mut by_name: HashMap<&str, usize> = HashMap::new();
@@ -585,9 +621,9 @@ impl Plan {
                 false,
             );
             let capacity = edge.capacity.unwrap_or(s.defaults.capacity);
-            let delay = match &edge.delay {
-                DelaySpec::Ticks(d) => *d,
-                DelaySpec::Named(_) => 0,
+            let (delay, delay_symbol) = match &edge.delay {
+                DelaySpec::Ticks(d) => (*d, None),
+                DelaySpec::Named(NamedDelay::Symbol(name)) => (0, Some(name.clone())),
             };
             let (Some((fnode, ftap)), Some((tnode, ttap))) = (from, to) else {
                 continue;
@@ -690,6 +726,7 @@ impl Plan {
                 to_tap: ttap,
                 capacity,
                 delay,
+                delay_symbol,
                 lane: edge.lane,
                 policy: edge.policy,
                 shape: tshape,
@@ -796,6 +833,8 @@ impl Plan {
             task_window: s.task_window.clone(),
             warnings,
             run: s.run.clone(),
+            slots: s.slots.clone(),
+            symbols: s.symbols.clone(),
             digest: String::new(),
         };
         let bytes = serde_json::to_vec(&plan)
@@ -981,6 +1020,20 @@ fn plan_node(
         .collect();
     check_adapters(ctx, path, &inputs, &outputs);
     check_shape_rules(ctx, path, &n.kernel, &inputs, &outputs);
+    if let (KernelSpec::SlotLoad { index, .. }, Some(t)) = (&n.kernel, inputs.first())
+        && t.shape.elements() > 0 // a zero axis is E111 already
+        && u64::from(*index) >= t.shape.elements()
+    {
+        ctx.err(
+            "E220",
+            format!("{path}.kernel.index"),
+            format!(
+                "SlotLoad index {index} is outside the input token: shape {} holds elements 0 to {}",
+                t.shape,
+                t.shape.elements() - 1
+            ),
+        );
+    }
     let rates: Vec<u32> = inputs
         .iter()
         .map(|t| t.rate)

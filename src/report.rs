@@ -3,7 +3,7 @@
 use crate::arena::TokenArena;
 use crate::device::Device;
 use crate::diag::DeadlockReport;
-use crate::ecs::{NodeOrder, NodeRuntime, ProbeStream, Probes, StallCount, Stats};
+use crate::ecs::{NodeOrder, NodeRuntime, ProbeStream, Probes, Slots, StallCount, Stats};
 use crate::error::Diagnostic;
 use crate::plan::Plan;
 use bevy_ecs::prelude::*;
@@ -214,9 +214,7 @@ impl Report {
         let mut channels = Map::new();
         for (c, ch) in plan.channels.iter().enumerate() {
             let r = arena.ring(c);
-            channels.insert(
-                ch.name.clone(),
-                json!({
+            let mut entry = json!({
                     "index": c,
                     "capacity": r.capacity,
                     "initial_capacity": ch.capacity,
@@ -228,9 +226,31 @@ impl Report {
                     "discarded": r.discarded,
                     "occupancy": r.len(),
                     "closed": r.closed_at.is_some(),
-                }),
-            );
+            });
+            // A `Symbol` delay: `delay` is the value it took at run start.
+            if let (Some(name), Value::Object(m)) = (&ch.delay_symbol, &mut entry) {
+                m.insert("delay_symbol".into(), json!(name));
+            }
+            channels.insert(ch.name.clone(), entry);
         }
+        // §11: the slot table after every write made up to `end_tick` (non-zero slots only),
+        // and the symbol values the run started with.
+        let (slots, symbols) = world.get_resource::<Slots>().map_or_else(
+            || (Map::new(), Map::new()),
+            |s| {
+                (
+                    s.table
+                        .nonzero_at(end_tick.saturating_add(1))
+                        .into_iter()
+                        .map(|(n, v)| (n.to_string(), json!(v)))
+                        .collect(),
+                    s.symbols
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect(),
+                )
+            },
+        );
         let device = world
             .get_resource::<Device>()
             .map_or("Reference", |d| d.name());
@@ -252,6 +272,8 @@ impl Report {
             "warnings": warnings,
             "channels": channels,
             "growths": growths,
+            "slots": slots,
+            "symbols": symbols,
             "discarded": discarded,
             "finished_at": finished,
             "probes": probes.streams.iter().map(|p| (p.name.clone(), json!(p.len()))).collect::<Map<_, _>>(),

@@ -9,11 +9,16 @@
 //! each as one batched call of its kind (in parallel chunks when the work is large), and the
 //! stage ends with its barrier: zero-latency outputs are written, visible to the later stages,
 //! and freed room becomes visible too. Work left for earlier stages marks the step `pending`.
+//!
+//! Firings read the slot table as it stood at the start of the tick (§11) and queue their slot
+//! writes, tagged with their completion tick and canonical position; the table applies them
+//! when time passes that tick, so no read ever sees a write of its own tick.
 
 use crate::arena::TokenArena;
 use crate::dispatch::Dispatcher;
 use crate::ecs::*;
 use crate::kernels::{CohortMember, FireIo, InputBlock, Kernel, OutputBlock, fire_cohort};
+use crate::slots::{SlotIo, SlotTable, SlotWrite};
 use crate::time::Instant;
 use bevy_ecs::prelude::*;
 
@@ -33,8 +38,11 @@ pub fn kernel_execute(
     mut stats: ResMut<Stats>,
     mut probes: ResMut<Probes>,
     mut scratch: ResMut<Scratch>,
+    mut slots: ResMut<Slots>,
     mut nodes: NodeQuery,
 ) {
+    // Reads at this tick see every slot write made before it (§11).
+    slots.table.advance_to(clock.now.tick);
     let mut cx = Cx {
         now: clock.now,
         staging: &staging,
@@ -44,6 +52,7 @@ pub fn kernel_execute(
         stats: &mut stats,
         probes: &mut probes,
         scratch: &mut scratch,
+        slots: &mut slots.table,
         dispatcher: dispatcher.as_deref_mut(),
     };
     if !staging.ipls() {
@@ -66,6 +75,7 @@ struct Cx<'a> {
     stats: &'a mut Stats,
     probes: &'a mut Probes,
     scratch: &'a mut Scratch,
+    slots: &'a mut SlotTable,
     dispatcher: Option<&'a mut Dispatcher>,
 }
 
@@ -82,6 +92,21 @@ pub type NodeQuery<'w, 's> = Query<
 >;
 
 impl Cx<'_> {
+    /// Queues the slot writes of node `n`'s firing `firing`, made when it completes (§11).
+    fn queue_slot_writes(&mut self, n: usize, firing: u64, latency: u64, writes: Vec<(u32, u64)>) {
+        let tick = self.now.tick.saturating_add(latency);
+        for (order, (slot, value)) in writes.into_iter().enumerate() {
+            self.slots.queue(SlotWrite {
+                tick,
+                node: n as u32,
+                firing,
+                order: order as u32,
+                slot,
+                value,
+            });
+        }
+    }
+
     /// Consumes a firing's inputs into `bufs` and reserves its outputs. Under an IPLS, room
     /// freed for a producer that already found its outputs full in this step is work for the
     /// next delta.
@@ -283,9 +308,12 @@ fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, 
                 tick: cx.now.tick,
                 inputs: &inputs,
                 outputs: &mut outputs,
+                slots: SlotIo::new(cx.slots.view()),
             };
             let latency = fire_timed(n, kernel.0.as_mut(), &mut io, wiring, latency, cx.stats);
+            let writes = io.slots.take_writes();
             drop(inputs);
+            cx.queue_slot_writes(n, rt.firings_started, latency, writes);
             cx.book(n, rt, wiring, outputs, latency);
         }
     }
@@ -362,6 +390,9 @@ fn fire_group(
         }
         // Compute: timed nodes one by one (their wall-clock time is per node), the rest batched.
         let mut latencies: Vec<u64> = Vec::with_capacity(active.len());
+        // Each member queues its own slot writes; they are taken out per member and booked in
+        // cohort (canonical) order below, whatever chunks fired in parallel.
+        let mut writes: Vec<Vec<(u32, u64)>> = vec![Vec::new(); active.len()];
         {
             let mut picked: Vec<&mut Member<'_>> = Vec::with_capacity(active.len());
             let mut rest = members.iter_mut().enumerate();
@@ -379,7 +410,13 @@ fn fire_group(
                 .map(|(mb, bufs)| blocks(mb.wiring, bufs))
                 .collect();
             let mut batch: Vec<CohortMember<'_, '_>> = Vec::with_capacity(picked.len());
-            for ((mb, inputs), outputs) in picked.iter_mut().zip(&input_blocks).zip(outs.iter_mut())
+            let mut batch_ix: Vec<usize> = Vec::with_capacity(picked.len());
+            let table = cx.slots.view();
+            for (k, ((mb, inputs), outputs)) in picked
+                .iter_mut()
+                .zip(&input_blocks)
+                .zip(outs.iter_mut())
+                .enumerate()
             {
                 let firing = mb.rt.firings_started;
                 let mut io = FireIo {
@@ -387,6 +424,7 @@ fn fire_group(
                     tick: cx.now.tick,
                     inputs,
                     outputs,
+                    slots: SlotIo::new(table),
                 };
                 if mb.wiring.timed {
                     let l = fire_timed(
@@ -398,8 +436,10 @@ fn fire_group(
                         cx.stats,
                     );
                     latencies.push(l);
+                    writes[k] = io.slots.take_writes();
                 } else {
                     latencies.push(mb.latency);
+                    batch_ix.push(k);
                     batch.push(CohortMember {
                         kernel: mb.kernel.0.as_mut(),
                         io,
@@ -412,14 +452,21 @@ fn fire_group(
                     cx.stats.parallel_cohort_calls += 1;
                 }
             }
+            for (member, &k) in batch.iter_mut().zip(&batch_ix) {
+                writes[k] = member.io.slots.take_writes();
+            }
         }
         // Book every firing of the round, in cohort order.
-        for ((&m, bufs), (outputs, latency)) in
-            active.iter().zip(ins).zip(outs.into_iter().zip(latencies))
+        for (((&m, bufs), (outputs, latency)), slot_writes) in active
+            .iter()
+            .zip(ins)
+            .zip(outs.into_iter().zip(latencies))
+            .zip(writes)
         {
             let mb = &mut members[m];
             mb.rt.input_bufs = bufs;
             let (n, wiring) = (mb.n, mb.wiring);
+            cx.queue_slot_writes(n, mb.rt.firings_started, latency, slot_writes);
             cx.book(n, &mut mb.rt, wiring, outputs, latency);
         }
         round += 1;

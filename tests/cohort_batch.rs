@@ -231,6 +231,7 @@ fn compare(nodes: &[Node], batch: Batch, accumulate: bool, special: bool) {
                 tick: 7 * firing,
                 inputs: blk,
                 outputs: std::slice::from_mut(out),
+                ..Default::default()
             });
         }
 
@@ -246,6 +247,7 @@ fn compare(nodes: &[Node], batch: Batch, accumulate: bool, special: bool) {
                     tick: 7 * firing,
                     inputs: blk,
                     outputs: std::slice::from_mut(out),
+                    ..Default::default()
                 },
             })
             .collect();

@@ -21,6 +21,7 @@ fn every_example_scene_runs() {
         ("pto2_vector_diamond", 0, "completed"),
         ("pto_matmul_diamond", 0, "completed"),
         ("pto_vector_diamond", 0, "completed"),
+        ("slot_select", 0, "completed"),
         ("strict_quiescent", 3, "deadlock"),
         ("task_window", 0, "completed"),
         ("zero_delay_chain", 0, "completed"),

@@ -235,6 +235,7 @@ impl Case {
                 tick: 10 * f as u64,
                 inputs: &blocks,
                 outputs: &mut outs,
+                ..Default::default()
             });
             trace
                 .outputs
@@ -1384,6 +1385,7 @@ fn merge_case(dedup: bool, keys: [[f32; 7]; 2], firings: usize) -> Case {
             tick: 10 * f as u64,
             inputs: &blocks,
             outputs: &mut outs,
+            ..Default::default()
         });
         case.feed.push(taps);
     }

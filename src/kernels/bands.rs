@@ -34,7 +34,7 @@ pub fn band_start(i: usize, n: usize, bins: usize) -> usize {
 /// let mut k = BandSplit::new(2, 1, Shape { batch: 1, channels: 1, frames: 8 });
 /// let x = [1.0f32, 2.0, -1.0, 0.5, 3.0, 0.0, -2.0, 1.0];
 /// let mut out = vec![OutputBlock { values: vec![], token_len: 8 }; 2];
-/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 8 }], outputs: &mut out });
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 8 }], outputs: &mut out, ..Default::default() });
 /// for i in 0..8 {
 ///     assert!((out[0].values[i] + out[1].values[i] - x[i]).abs() < 1e-6); // bands sum to x
 /// }

@@ -55,7 +55,7 @@ impl Rows {
 /// let mut k = OnePole::new(0.5, 1, Shape { batch: 1, channels: 1, frames: 3 });
 /// let x = [1.0f32, 1.0, 1.0];
 /// let mut out = [OutputBlock { values: vec![], token_len: 3 }];
-/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 3 }], outputs: &mut out });
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 3 }], outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![0.5, 0.75, 0.875]);
 /// ```
 pub struct OnePole {
@@ -560,7 +560,7 @@ fn run_lanes(members: &mut [CohortMember<'_, '_>], chunk: &[(usize, usize, usize
 /// let mut out = [OutputBlock { values: vec![], token_len: 2 }];
 /// for (i, x) in [[1.0f32, 0.0], [0.0, 2.0]].iter().enumerate() {
 ///     let ins = [InputBlock { values: x, token_len: 2 }];
-///     k.fire(&mut FireIo { firing: i as u64, tick: 0, inputs: &ins, outputs: &mut out });
+///     k.fire(&mut FireIo { firing: i as u64, tick: 0, inputs: &ins, outputs: &mut out, ..Default::default() });
 /// }
 /// assert_eq!(out[0].values, vec![1.0, 0.5, 0.0, 2.0]); // history crosses token boundaries
 /// ```
@@ -697,7 +697,7 @@ impl Kernel for Fir {
 /// let mut d = Resample::decimate(3, &sig);
 /// let x = [1.0f32, 2.0, 3.0];
 /// let mut out = [OutputBlock { values: vec![], token_len: 1 }];
-/// d.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 1 }], outputs: &mut out });
+/// d.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 1 }], outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![1.0]);
 /// ```
 pub struct Resample {
@@ -823,7 +823,7 @@ struct EnvRow {
 /// let mut e = Envelope::new([2.0, 1.0, 2.0, 0.5, 2.0], 1.0, 1, Shape { batch: 1, channels: 1, frames: 10 });
 /// let gate = [1.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
 /// let mut out = [OutputBlock { values: vec![], token_len: 10 }];
-/// e.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &gate, token_len: 10 }], outputs: &mut out });
+/// e.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &gate, token_len: 10 }], outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![0.5, 1.0, 1.0, 0.75, 0.5, 0.5, 0.5, 0.25, 0.0, 0.0]);
 /// ```
 pub struct Envelope {

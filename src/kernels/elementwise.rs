@@ -239,7 +239,7 @@ impl Kernel for Binary {
 /// let (a, b) = ([2.0f32, 4.0], [1.0f32, -1.0]);
 /// let ins = [InputBlock { values: &a, token_len: 2 }, InputBlock { values: &b, token_len: 2 }];
 /// let mut out = [OutputBlock { values: vec![], token_len: 2 }];
-/// m.fire(&mut FireIo { firing: 0, tick: 0, inputs: &ins, outputs: &mut out });
+/// m.fire(&mut FireIo { firing: 0, tick: 0, inputs: &ins, outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![3.0, 0.0]);
 /// ```
 pub struct Mix {

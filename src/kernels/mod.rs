@@ -86,7 +86,19 @@ impl OutputBlock {
     }
 }
 
-/// One firing's inputs and outputs.
+/// One firing's inputs and outputs, and what else it may touch: the slot table (§11).
+///
+/// `Default` gives an empty firing that reads every slot as 0; build literals with
+/// `..Default::default()` so fields added later need no edits:
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, InputBlock, OutputBlock};
+/// let x = [1.0f32];
+/// let mut out = [OutputBlock { values: vec![], token_len: 1 }];
+/// let io = FireIo { inputs: &[InputBlock { values: &x, token_len: 1 }], outputs: &mut out, ..Default::default() };
+/// assert_eq!((io.firing, io.slots.get(0)), (0, 0));
+/// ```
+#[derive(Default)]
 pub struct FireIo<'a> {
     /// The node's firing index: 0, 1, 2, …
     pub firing: u64,
@@ -94,6 +106,9 @@ pub struct FireIo<'a> {
     pub tick: u64,
     pub inputs: &'a [InputBlock<'a>],
     pub outputs: &'a mut [OutputBlock],
+    /// The slot table as of the firing's tick, and the queue for the firing's slot writes
+    /// (applied by the engine at the end of the tick the firing completes, §11).
+    pub slots: crate::slots::SlotIo<'a>,
 }
 
 /// A differentiable kernel parameter, named `node.param` in gradient reports (`param` here).
@@ -509,8 +524,8 @@ pub struct BuildCtx<'a> {
     pub registry: &'a KernelRegistry,
 }
 
-/// Builds the kernel instance for a node, or `None` when this build has no implementation
-/// (`Select`, `SlotLoad`: the refusal scan after planning reports them, R320).
+/// Builds the kernel instance for a node, or `None` when it cannot be built (a `File` source
+/// without its decoded data, a custom kind the registry does not know).
 pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kernel>> {
     use KernelSpec::*;
     use elementwise::{Binary, BinaryOp, Unary, UnaryOp};
@@ -615,7 +630,8 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
         Take { n } => Box::new(streams::Take::new(*n)),
         Actor => Box::new(actor::Actor::new(ins, outs)),
         Custom { kind, params } => ctx.registry.get(kind)?.build(params, sig),
-        Select { .. } | SlotLoad { .. } => return None,
+        Select { slot } => Box::new(streams::Select::new(*slot)),
+        SlotLoad { slot, index } => Box::new(streams::SlotLoad::new(*slot, *index as usize)),
     })
 }
 

@@ -20,7 +20,7 @@ use crate::scene::{Shape, SlewMode};
 /// let mut k = SlewIntegrator::new(mode, 1.0, 1, Shape { batch: 1, channels: 1, frames: 4 });
 /// let x = [1.0f32; 4];
 /// let mut out = vec![OutputBlock { values: vec![], token_len: 4 }; 2];
-/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 4 }], outputs: &mut out });
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 4 }], outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![0.25, 0.75, 1.0, 1.0]); // v: 0.25, 0.5, 0.25 (= x − y), 0
 /// assert_eq!(out[1].values, vec![0.25, 1.0, 2.0, 3.0]);
 /// ```

@@ -56,7 +56,7 @@ impl Kernel for Const {
 /// let mut ramp = Ramp::new(1.0, 0.5, 2);
 /// let mut out = [OutputBlock { values: vec![], token_len: 1 }];
 /// for firing in 0..2 {
-///     ramp.fire(&mut FireIo { firing, tick: 0, inputs: &[], outputs: &mut out });
+///     ramp.fire(&mut FireIo { firing, tick: 0, inputs: &[], outputs: &mut out, ..Default::default() });
 /// }
 /// assert_eq!(out[0].values, vec![1.0, 1.5, 2.0, 2.5]);
 /// ```
@@ -219,7 +219,7 @@ pub fn poly_blep(t: f64, dt: f64) -> f64 {
 /// let shape = Shape { batch: 1, channels: 2, frames: 4 };
 /// let mut osc = Osc::new(Wave::Sine { phase: 0.0 }, 12000.0, 1.0, 48000.0, 1, shape);
 /// let mut out = [OutputBlock { values: vec![], token_len: 8 }];
-/// osc.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[], outputs: &mut out });
+/// osc.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[], outputs: &mut out, ..Default::default() });
 /// let quarter: Vec<f32> = out[0].values.iter().map(|v| v.round()).collect();
 /// assert_eq!(quarter, [0.0, 1.0, 0.0, -1.0, 0.0, 1.0, 0.0, -1.0]); // both rows alike
 /// ```

@@ -282,3 +282,111 @@ impl Kernel for Take {
         Ok(())
     }
 }
+
+/// `Select(slot)`: routes each input token to `then` when the slot is non-zero, else to `else`
+/// (SPEC §11). The slot is read as of the firing's tick: a write made in the same tick is not
+/// seen. Maximum production 1 on each output; the other output gets nothing.
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, InputBlock, Kernel, OutputBlock};
+/// use tapwheel::kernels::streams::Select;
+/// use tapwheel::slots::SlotIo;
+/// let mut k = Select::new(2);
+/// let x = [4.0f32, 5.0];
+/// let table = [0u64, 0, 1];
+/// let mut out = [OutputBlock { values: vec![], token_len: 2 }, OutputBlock { values: vec![], token_len: 2 }];
+/// k.fire(&mut FireIo { inputs: &[InputBlock { values: &x, token_len: 2 }], outputs: &mut out,
+///     slots: SlotIo::new(&table), ..Default::default() });
+/// assert_eq!((out[0].values.as_slice(), out[1].tokens()), (&[4.0, 5.0][..], 0)); // slot 2 ≠ 0: `then`
+/// ```
+pub struct Select {
+    slot: u32,
+}
+
+impl Select {
+    pub fn new(slot: u32) -> Self {
+        Select { slot }
+    }
+}
+
+impl Kernel for Select {
+    fn kind(&self) -> &str {
+        "Select"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(1);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        1
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let route = if io.slots.get(self.slot) != 0 { 0 } else { 1 };
+        let Some(input) = io.inputs.first() else {
+            return;
+        };
+        for t in 0..input.tokens() {
+            if let Some(out) = io.outputs.get_mut(route) {
+                out.push(input.token(t));
+            }
+        }
+    }
+    fn backward(&self, _: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        Err(NoAdjoint::new(
+            "Select",
+            "its route depends on a slot value, which is run state outside the tape",
+        ))
+    }
+}
+
+/// `SlotLoad(slot, index)`: stores element `index` of each input token into the slot, as
+/// `value as u64` saturating ([`slot_value`](crate::slots::slot_value): NaN and negatives give
+/// 0). The write applies at the end of the tick the firing completes (SPEC §11). No outputs.
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, InputBlock, Kernel};
+/// use tapwheel::kernels::streams::SlotLoad;
+/// let mut k = SlotLoad::new(9, 1);
+/// let x = [0.5f32, 1e30];
+/// let mut io = FireIo { inputs: &[InputBlock { values: &x, token_len: 2 }], ..Default::default() };
+/// k.fire(&mut io);
+/// assert_eq!(io.slots.writes(), &[(9, u64::MAX)]);
+/// ```
+pub struct SlotLoad {
+    slot: u32,
+    index: usize,
+}
+
+impl SlotLoad {
+    pub fn new(slot: u32, index: usize) -> Self {
+        SlotLoad { slot, index }
+    }
+}
+
+impl Kernel for SlotLoad {
+    fn kind(&self) -> &str {
+        "SlotLoad"
+    }
+    fn demand(&self, _: &[InputView], demand: &mut [u32]) {
+        demand.fill(1);
+    }
+    fn max_production(&self, _: usize) -> u32 {
+        0
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let Some(input) = io.inputs.first() else {
+            return;
+        };
+        for t in 0..input.tokens() {
+            if let Some(&v) = input.token(t).get(self.index) {
+                // The planner keeps `slot` below 256 (E220), so the write cannot be refused.
+                let _ = io.slots.set(self.slot, crate::slots::slot_value(v));
+            }
+        }
+    }
+    fn backward(&self, _: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        Err(NoAdjoint::new(
+            "SlotLoad",
+            "it writes a slot (integer run state), not a token",
+        ))
+    }
+}

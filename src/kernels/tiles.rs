@@ -19,7 +19,7 @@ use crate::scene::{CoreType, Shape};
 /// let (a, b) = ([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0f32, 0.0, -1.0]);
 /// let ins = [InputBlock { values: &a, token_len: 6 }, InputBlock { values: &b, token_len: 3 }];
 /// let mut out = [OutputBlock { values: vec![], token_len: 2 }];
-/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &ins, outputs: &mut out });
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &ins, outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![-2.0, -2.0]);
 /// ```
 pub struct MatMul {
@@ -142,7 +142,7 @@ fn axis_groups(shape: Shape, axis: u32) -> (Vec<usize>, usize, usize) {
 /// let mut k = Softmax::new(0, 1, Shape { batch: 1, channels: 2, frames: 2 });
 /// let x = [0.0f32, 0.0, 1000.0, 1000.0]; // large values do not overflow
 /// let mut out = [OutputBlock { values: vec![], token_len: 4 }];
-/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 4 }], outputs: &mut out });
+/// k.fire(&mut FireIo { firing: 0, tick: 0, inputs: &[InputBlock { values: &x, token_len: 4 }], outputs: &mut out, ..Default::default() });
 /// assert_eq!(out[0].values, vec![0.5, 0.5, 0.5, 0.5]);
 /// ```
 pub struct Softmax {

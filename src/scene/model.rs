@@ -304,11 +304,38 @@ pub struct EdgeSpec {
 }
 
 /// `delay: 64` or `delay: Symbol("name")`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum DelaySpec {
     Ticks(u64),
     Named(NamedDelay),
+}
+
+impl<'de> Deserialize<'de> for DelaySpec {
+    /// RON hands an untagged enum `Symbol("x")` as a nameless tuple (serde's content type moved
+    /// crates, which ron 0.11 no longer recognises), so `Symbol` could not be told from a typo:
+    /// read the raw RON text of the value and decide from it, as [`LatencySpec`] does.
+    ///
+    /// ```
+    /// use tapwheel::scene::{DelaySpec, NamedDelay};
+    /// let d: DelaySpec = ron::from_str("Symbol(\"link\")").unwrap();
+    /// assert_eq!(d, DelaySpec::Named(NamedDelay::Symbol("link".into())));
+    /// assert_eq!(ron::from_str::<DelaySpec>("64").unwrap(), DelaySpec::Ticks(64));
+    /// assert!(ron::from_str::<DelaySpec>("Symbl(\"link\")").is_err());
+    /// ```
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw: Box<ron::value::RawValue> = Deserialize::deserialize(d)?;
+        let text = raw.get_ron().trim();
+        if let Ok(t) = ron::from_str::<u64>(text) {
+            return Ok(DelaySpec::Ticks(t));
+        }
+        ron::from_str::<NamedDelay>(text)
+            .map(DelaySpec::Named)
+            .map_err(|_| {
+                D::Error::custom("expected a delay: a number of ticks or Symbol(\"name\")")
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,6 @@
 use super::model::*;
 use crate::error::Diagnostic;
 
-/// Built-in kernels that parse but have no implementation in this build (they arrive with slots).
-pub const UNIMPLEMENTED_KERNELS: &[&str] = &["Select", "SlotLoad"];
-
 /// Every refusal the scene triggers, in scene order.
 pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -19,13 +16,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     };
     for (i, n) in s.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
-        if UNIMPLEMENTED_KERNELS.contains(&n.kernel.kind()) {
-            refuse(
-                "R320",
-                format!("{p}.kernel"),
-                &format!("kernel `{}`", n.kernel.kind()),
-            );
-        }
         if n.cost.is_some() {
             refuse("R309", format!("{p}.cost"), "`cost` (device cost models)");
         }
@@ -38,9 +28,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     }
     for (i, e) in s.edges.iter().enumerate() {
         let p = format!("edges[{i}]");
-        if let DelaySpec::Named(NamedDelay::Symbol(_)) = e.delay {
-            refuse("R306", format!("{p}.delay"), "`delay: Symbol(..)`");
-        }
         if e.policy != Policy::Block {
             refuse("R312", format!("{p}.policy"), "a `policy` other than Block");
         }
@@ -59,12 +46,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     }
     if s.device != DeviceSpec::Reference {
         refuse("R305", "device".into(), "a device other than Reference");
-    }
-    if !s.slots.is_empty() {
-        refuse("R306", "slots".into(), "`slots`");
-    }
-    if !s.symbols.is_empty() {
-        refuse("R306", "symbols".into(), "`symbols`");
     }
     if !s.thermal_links.is_empty() {
         refuse("R307", "thermal_links".into(), "`thermal_links`");
