@@ -168,6 +168,14 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
             .and_then(|w| w.outputs.get(ch.from_tap))
             .map_or(1, |p| p.max_production);
         let r = arena.ring(c);
+        if let (true, Some(w)) = (r.watermark_blocks(), r.rules.watermarks) {
+            // Growth cannot help: the producer waits for the consumer to drain to `low`.
+            mitigations.push(format!(
+                "{} holds its producer at its Data watermark (high {}, low {}) until the consumer drains it to {}: raise `high` above what the consumer needs to fire, or give it lane Telemetry or Control",
+                ch.name, w.high, w.low, w.low
+            ));
+            continue;
+        }
         let at_least = (r.len() as u32)
             .saturating_add(r.reserved)
             .saturating_add(need);
@@ -267,7 +275,10 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                 });
             } else if !r.readiness.ready {
                 let why = match r.readiness.stall() {
-                    Some((reason, crate::ecs::StallOn::Channel(c))) => {
+                    Some((
+                        reason,
+                        crate::ecs::StallOn::Channel(c) | crate::ecs::StallOn::Watermark(c),
+                    )) => {
                         involved.insert(c);
                         mitigations.push(format!(
                             "gate {}: member {name} waits ({}) on {}",

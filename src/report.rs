@@ -183,6 +183,7 @@ impl Report {
         let mut channels = Map::new();
         for (c, ch) in plan.channels.iter().enumerate() {
             let r = arena.ring(c);
+            let blocked = stats.watermark_stalls.get(&c).copied().unwrap_or_default();
             channels.insert(
                 ch.name.clone(),
                 json!({
@@ -190,10 +191,15 @@ impl Report {
                     "capacity": r.capacity,
                     "initial_capacity": ch.capacity,
                     "delay": ch.delay,
+                    "lane": ch.lane,
+                    "policy": ch.policy,
+                    "watermarks": ch.watermarks.map(|(high, low)| json!({"high": high, "low": low})),
                     "high_water": r.high_water,
                     "tokens_written": r.written,
                     "tokens_passed": r.consumed,
-                    "shed": 0,
+                    "shed": r.shed,
+                    "watermark_crossings": r.crossings,
+                    "blocked_by_watermark": stall_json(&blocked),
                     "discarded": r.discarded,
                     "occupancy": r.len(),
                     "closed": r.closed_at.is_some(),

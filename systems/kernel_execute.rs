@@ -9,6 +9,10 @@
 //! each as one batched call of its kind (in parallel chunks when the work is large), and the
 //! stage ends with its barrier: zero-latency outputs are written, visible to the later stages,
 //! and freed room becomes visible too. Work left for earlier stages marks the step `pending`.
+//!
+//! Every step (under an IPLS: every stage barrier) ends by settling the channels with overflow
+//! policies or watermarks: Drop channels pay for the arrivals that found no room, Telemetry
+//! watermarks shed, excursions above a high watermark end (`crate::overflow`).
 
 use crate::arena::TokenArena;
 use crate::ecs::*;
@@ -45,6 +49,8 @@ pub fn kernel_execute(
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
+        // The step's writes settle on channels with policies or watermarks (crate::overflow).
+        cx.arena.settle();
         return;
     }
     for group in &staging.stage().groups {
@@ -457,6 +463,10 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
         if cx.staging.feeds_back.contains(n) || (rt.finished() && !was_finished) {
             cx.step.pending = true;
         }
+    }
+    // The stage's writes settle (crate::overflow); room they free is work for the next delta.
+    if cx.arena.settle() {
+        cx.step.pending = true;
     }
     cx.arena.end_step();
     // A node whose zero-latency firings just completed may be ready again.

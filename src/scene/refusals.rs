@@ -55,12 +55,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
                 "`capacity: 0` (rendezvous channels)",
             );
         }
-        if e.policy != Policy::Block {
-            refuse("R312", format!("{p}.policy"), "a `policy` other than Block");
-        }
-        if e.watermarks.is_some() {
-            refuse("R312", format!("{p}.watermarks"), "`watermarks`");
-        }
     }
     if s.dispatch.is_some() {
         refuse("R303", "dispatch".into(), "`dispatch`");
