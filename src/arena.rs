@@ -456,7 +456,7 @@ impl TokenArena {
     /// (`DropOldest`: its oldest tokens, `DropNewest`: the newest arrivals); a watermarked
     /// channel whose tokens plus reservations reach `high` crosses it, sheds its oldest tokens
     /// down to `low` if it is `Telemetry`, and ends the excursion once it is at `low` or below.
-    /// Called at the end of every step (under an IPLS: at every stage barrier). Returns whether
+    /// Called at the end of every step (under an IPLS: after its last stage). Returns whether
     /// it shed a token or ended an excursion (room appeared for the producer).
     pub fn settle(&mut self) -> bool {
         let mut list = std::mem::take(&mut self.unsettled);

@@ -8,13 +8,15 @@
 //! production (capacity − tokens − reservations), reserved when it starts (§4 condition 3).
 //!
 //! **Drop policies never block their producer and reserve nothing.** A write to a `DropOldest`
-//! or `DropNewest` channel is always accepted; at the end of the step (under an IPLS: at the stage
-//! barrier) the channel *settles*: if it holds more than `capacity` tokens, each token that
+//! or `DropNewest` channel is always accepted; at the end of the step (under an IPLS: after its
+//! last stage) the channel *settles*: if it holds more than `capacity` tokens, each token that
 //! arrived in the step and found no room is paid for — `DropOldest` discards the oldest tokens
-//! held (visible or not), `DropNewest` the newest arrivals. Judging at the end of the step makes
-//! the outcome independent of node order (a consumer taking a token in the same step frees its
-//! slot for the arrival either way). Dropped tokens keep their sequence numbers, so a probe
-//! downstream shows the gaps, and every drop is counted in the channel's `shed`:
+//! held (visible or not), `DropNewest` the newest arrivals. Judging once, at the end of the step,
+//! makes the outcome independent of node order and of how an IPLS stages the step (a consumer
+//! taking a token in the same step frees its slot for the arrival either way). Initial tokens
+//! above capacity are never dropped, only arrivals pay. Dropped tokens keep their sequence
+//! numbers, so a probe downstream shows the gaps, and every drop is counted in the channel's
+//! `shed`:
 //!
 //! ```
 //! use tapwheel::arena::TokenArena;

@@ -10,9 +10,9 @@
 //! stage ends with its barrier: zero-latency outputs are written, visible to the later stages,
 //! and freed room becomes visible too. Work left for earlier stages marks the step `pending`.
 //!
-//! Every step (under an IPLS: every stage barrier) ends by settling the channels with overflow
-//! policies or watermarks: Drop channels pay for the arrivals that found no room, Telemetry
-//! watermarks shed, excursions above a high watermark end (`crate::overflow`).
+//! Every step ends (under an IPLS: at the barrier of its last stage) by settling the channels
+//! with overflow policies or watermarks: Drop channels pay for the arrivals that found no room,
+//! watermarks are judged — Telemetry sheds, excursions start and end (`crate::overflow`).
 
 use crate::arena::TokenArena;
 use crate::ecs::*;
@@ -49,8 +49,11 @@ pub fn kernel_execute(
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
-        // The step's writes settle on channels with policies or watermarks (crate::overflow).
-        cx.arena.settle();
+        // The step settles on channels with policies or watermarks (crate::overflow); room it
+        // frees is a change (the producer may fire in the next delta).
+        if cx.arena.settle() {
+            cx.step.changed = true;
+        }
         return;
     }
     for group in &staging.stage().groups {
@@ -464,8 +467,10 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
             cx.step.pending = true;
         }
     }
-    // The stage's writes settle (crate::overflow); room they free is work for the next delta.
-    if cx.arena.settle() {
+    // After the last stage the step settles (crate::overflow), as under `Kpn`: room it frees
+    // is work for the next delta.
+    if cx.staging.current + 1 >= cx.staging.stages.len() && cx.arena.settle() {
+        cx.step.changed = true;
         cx.step.pending = true;
     }
     cx.arena.end_step();
