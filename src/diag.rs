@@ -196,8 +196,14 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
             mitigations.push(format!(
                 "raise memory: Parks(max_capacity) above {max_capacity}"
             ));
+            let held = full.iter().any(|&c| arena.ring(c).watermark_blocks());
             format!(
-                "no instant has work; producers wait only for room and every such channel is at max_capacity {max_capacity} (Parks)"
+                "no instant has work; producers wait only for room and every such channel is at max_capacity {max_capacity} (Parks){}",
+                if held {
+                    " or held by a Data watermark, which growth cannot relieve"
+                } else {
+                    ""
+                }
             )
         }
     };

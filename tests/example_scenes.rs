@@ -21,6 +21,7 @@ fn every_example_scene_runs() {
         ("pto_matmul_diamond", 0, "completed"),
         ("pto_vector_diamond", 0, "completed"),
         ("strict_quiescent", 3, "deadlock"),
+        ("telemetry_shed", 0, "completed"),
         ("zero_delay_chain", 0, "completed"),
     ];
     let mut found: Vec<String> = std::fs::read_dir(repo().join("scenes"))
