@@ -279,6 +279,25 @@ impl Report {
             let list: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s += &format!("  firings: {}\n", list.join(" "));
         }
+        if let Some(Value::Object(chs)) = self.json.get("channels") {
+            let count = |key: &str| -> Vec<String> {
+                chs.iter()
+                    .filter_map(|(k, v)| {
+                        let n = v.get(key)?.as_u64()?;
+                        (n > 0).then(|| format!("{k}={n}"))
+                    })
+                    .collect()
+            };
+            for (key, what) in [
+                ("shed", "shed"),
+                ("watermark_crossings", "watermark crossings"),
+            ] {
+                let list = count(key);
+                if !list.is_empty() {
+                    s += &format!("  {what}: {}\n", list.join(" "));
+                }
+            }
+        }
         if let Some(Value::Array(g)) = self.json.get("growths")
             && !g.is_empty()
         {
