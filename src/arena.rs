@@ -176,7 +176,12 @@ pub struct TokenArena {
     limit_bytes: usize,
     touched: Vec<u32>,
     /// Channels with policies or watermarks touched in the current step.
+    #[serde(default)]
     unsettled: Vec<u32>,
+    /// Tokens taken (consumed or discarded) from rendezvous (capacity-0) channels since the
+    /// last drain: `(channel, count)`; their producers' firings complete (§10).
+    #[serde(default)]
+    pub rendezvous_taken: Vec<(usize, usize)>,
 }
 
 impl TokenArena {
@@ -190,6 +195,7 @@ impl TokenArena {
             limit_bytes,
             touched: Vec::new(),
             unsettled: Vec::new(),
+            rendezvous_taken: Vec::new(),
         }
     }
 
@@ -429,6 +435,9 @@ impl TokenArena {
             r.discarded += n as u64;
         } else {
             r.consumed += n as u64;
+        }
+        if r.capacity == 0 {
+            self.rendezvous_taken.push((ch, n));
         }
         self.touched.push(ch as u32);
         self.mark(ch);

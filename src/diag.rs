@@ -20,6 +20,37 @@ pub struct BlockedNode {
     pub gate: Option<String>,
 }
 
+/// The task window at the end of the run (§13: utilisation and high-water mark).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowState {
+    pub size: u32,
+    pub scope: &'static str,
+    /// Tasks in flight (issued, not completed) at the end.
+    pub in_flight: u32,
+    /// `in_flight / capacity`, capacity = size (Global) or size × domains (PerDomain).
+    pub utilisation: f64,
+    pub high_water: u32,
+}
+
+/// The window state of a run with a task window.
+pub fn window_state(world: &World) -> Option<WindowState> {
+    let d = world.get_resource::<crate::dispatch::Dispatcher>()?;
+    let w = d.config.window?;
+    let per_domain = w.scope == crate::scene::WindowScope::PerDomain;
+    let capacity = if per_domain {
+        w.size.saturating_mul(d.loads().len() as u32)
+    } else {
+        w.size
+    };
+    Some(WindowState {
+        size: w.size,
+        scope: if per_domain { "PerDomain" } else { "Global" },
+        in_flight: d.window_used(),
+        utilisation: f64::from(d.window_used()) / f64::from(capacity.max(1)),
+        high_water: d.window_high_water,
+    })
+}
+
 /// A gate that can never open (§6): its ready members and why the others are not ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GateState {
@@ -47,7 +78,7 @@ pub struct ChannelState {
 }
 
 /// The §13 deadlock report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadlockReport {
     /// `artificial`, `gate` or `strict`.
     pub kind: &'static str,
@@ -55,8 +86,8 @@ pub struct DeadlockReport {
     pub basis: String,
     pub blocked: Vec<BlockedNode>,
     pub channels: Vec<ChannelState>,
-    /// Task-window utilisation (no window is configured in this build: `null`).
-    pub window: Option<()>,
+    /// Task-window utilisation when the scene has a `task_window` (else `null`).
+    pub window: Option<WindowState>,
     /// Gates that can never open (kind `gate`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateState>,
@@ -95,6 +126,16 @@ impl DeadlockReport {
                 c.reserved,
                 c.capacity,
                 if c.closed { " (closed)" } else { "" }
+            );
+        }
+        if let Some(w) = &self.window {
+            s += &format!(
+                "  window: {} of {} in flight ({}, utilisation {:.0}%, high water {})\n",
+                w.in_flight,
+                w.size,
+                w.scope,
+                w.utilisation * 100.0,
+                w.high_water
             );
         }
         for m in &self.mitigations {
@@ -212,7 +253,7 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
         basis,
         channels: channel_states(world, plan, &involved),
         blocked,
-        window: None,
+        window: window_state(world),
         gates: Vec::new(),
         mitigations,
     }
@@ -238,7 +279,7 @@ pub fn strict(world: &World, plan: &Plan) -> DeadlockReport {
         ),
         channels: channel_states(world, plan, &involved),
         blocked,
-        window: None,
+        window: window_state(world),
         gates: Vec::new(),
         mitigations,
     }
@@ -325,8 +366,90 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
         ),
         channels: channel_states(world, plan, &involved),
         blocked,
-        window: None,
+        window: window_state(world),
         gates,
+        mitigations,
+    })
+}
+
+/// No instant has work, yet ready tasks wait for a window slot or a worker that no task in
+/// flight will ever free (every holder waits too, e.g. on a rendezvous). Kind `resource`.
+pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
+    let stats = world.resource::<crate::ecs::Stats>();
+    let order = &world.resource::<NodeOrder>().0;
+    let mut blocked = Vec::new();
+    let mut mitigations = Vec::new();
+    let mut involved = BTreeSet::new();
+    for (i, open) in stats.open_stalls.iter().enumerate() {
+        let Some(o) = open else {
+            continue;
+        };
+        if !matches!(o.reason, StallReason::WindowFull | StallReason::DeviceBusy) {
+            continue;
+        }
+        if order
+            .get(i)
+            .and_then(|&e| world.get::<NodeRuntime>(e))
+            .is_none_or(|r| r.finished())
+        {
+            continue;
+        }
+        let on = match o.on {
+            crate::ecs::StallOn::Domain(d) => format!("domain {d}"),
+            _ => "the task window".to_string(),
+        };
+        blocked.push(BlockedNode {
+            node: plan.nodes[i].name.clone(),
+            reason: o.reason.code(),
+            channels: Vec::new(),
+            gate: None,
+        });
+        mitigations.push(match o.reason {
+            StallReason::WindowFull => {
+                let size = plan.task_window.as_ref().map_or(0, |w| w.size);
+                format!(
+                    "raise task_window size above {size} (to at least {}) so {} can be issued",
+                    size + 1,
+                    plan.nodes[i].name
+                )
+            }
+            _ => format!(
+                "raise dispatch workers so {} gets a worker of {on}",
+                plan.nodes[i].name
+            ),
+        });
+    }
+    if blocked.is_empty() {
+        return None;
+    }
+    // The tasks holding the resources: busy nodes, and what their rendezvous wait on.
+    for (i, &e) in order.iter().enumerate() {
+        let Some(rt) = world.get::<NodeRuntime>(e) else {
+            continue;
+        };
+        for h in &rt.rendezvous {
+            involved.extend(h.waiting.iter().copied());
+            blocked.push(BlockedNode {
+                node: plan.nodes[i].name.clone(),
+                reason: "RENDEZVOUS_WAIT",
+                channels: h
+                    .waiting
+                    .iter()
+                    .map(|&c| plan.channels[c].name.clone())
+                    .collect(),
+                gate: None,
+            });
+        }
+    }
+    mitigations.sort();
+    mitigations.dedup();
+    Some(DeadlockReport {
+        kind: "resource",
+        basis: "no instant has work; ready tasks wait for dispatch resources (window slots or workers) held by tasks that cannot complete".into(),
+        channels: channel_states(world, plan, &involved),
+        blocked,
+        window: window_state(world),
+        gates: Vec::new(),
         mitigations,
     })
 }

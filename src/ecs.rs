@@ -94,6 +94,18 @@ pub struct Firing {
     pub complete_at: u64,
     pub done: bool,
     pub outputs: Vec<OutputBlock>,
+    /// The dispatch ticket (domain, start) of the task; `None` without dispatch resources and
+    /// for probe firings.
+    pub ticket: Option<crate::dispatch::Ticket>,
+}
+
+/// A firing whose outputs are written but which stays in flight until the consumers of its
+/// rendezvous (capacity-0) channels have taken its tokens (§10).
+#[derive(Debug, Clone)]
+pub struct HeldFiring {
+    pub ticket: Option<crate::dispatch::Ticket>,
+    /// One entry per token still waiting on a rendezvous channel.
+    pub waiting: Vec<usize>,
 }
 
 /// Why a node that is not finished did not fire at an instant.
@@ -106,6 +118,12 @@ pub enum StallReason {
     /// Ready (§4 conditions 1–4) but its synchrony gate did not open (§6).
     #[serde(rename = "GATE_WAIT")]
     GateWait,
+    /// Ready, but the task window is full (§9).
+    #[serde(rename = "WINDOW_FULL")]
+    WindowFull,
+    /// Ready, but no worker of its domain is free (§9).
+    #[serde(rename = "DEVICE_BUSY")]
+    DeviceBusy,
 }
 
 impl StallReason {
@@ -114,6 +132,8 @@ impl StallReason {
             StallReason::ChannelEmptyWait => "CHANNEL_EMPTY_WAIT",
             StallReason::ChannelFullWait => "CHANNEL_FULL_WAIT",
             StallReason::GateWait => "GATE_WAIT",
+            StallReason::WindowFull => "WINDOW_FULL",
+            StallReason::DeviceBusy => "DEVICE_BUSY",
         }
     }
 }
@@ -123,6 +143,10 @@ impl StallReason {
 pub enum StallOn {
     Channel(usize),
     Gate(usize),
+    /// The task window (its scope: the global window, or one domain's).
+    Window,
+    /// A scheduler domain's workers.
+    Domain(u32),
     /// A channel whose `Data` watermark holds the producer back (a `CHANNEL_FULL_WAIT` on
     /// the channel, also counted as the channel's `blocked_by_watermark`).
     Watermark(usize),
@@ -193,11 +217,28 @@ pub struct NodeRuntime {
     pub part_scratch: Vec<f32>,
     /// Consumed input values of the firing being computed (one buffer per input tap), reused.
     pub input_bufs: Vec<Vec<f32>>,
+    /// Firings written out but held by rendezvous channels (§10); they count as in flight.
+    pub rendezvous: Vec<HeldFiring>,
+    /// Tickets of tasks retired by the last write-out, for dispatch to release.
+    pub retired: Vec<crate::dispatch::Ticket>,
+    /// Cancelled (a cancelled source): outputs of firings completing from now on are fenced
+    /// off — discarded on arrival and counted, never delivered.
+    pub fenced: bool,
 }
 
 impl NodeRuntime {
     pub fn finished(&self) -> bool {
         self.finished_at.is_some()
+    }
+
+    /// Firings in flight: issued and not completed, including those held by rendezvous.
+    pub fn busy(&self) -> usize {
+        self.in_flight.len() + self.rendezvous.len()
+    }
+
+    /// No firing in flight.
+    pub fn idle(&self) -> bool {
+        self.busy() == 0
     }
 
     /// Builds the kernel's view of each input channel at `now`.
@@ -249,7 +290,7 @@ impl NodeRuntime {
 
     /// §4 conditions 1–4 (views and demand must be fresh).
     pub fn evaluate(&self, wiring: &NodeWiring, arena: &TokenArena, now: Instant) -> Readiness {
-        let in_flight = self.in_flight.len() as u32;
+        let in_flight = self.busy() as u32;
         let free_slots = match wiring.concurrency {
             Some(c) => c.saturating_sub(in_flight),
             None => u32::MAX,
@@ -275,6 +316,13 @@ impl NodeRuntime {
                 let r = arena.ring(oc.channel);
                 if r.consumer_finished_before(now) {
                     continue; // never blocks its producer
+                }
+                // A rendezvous channel (capacity 0, §10) needs no token and no reservation.
+                if r.capacity == 0 {
+                    if r.occupancy() > 0 {
+                        lacking_outputs.push(oc.channel);
+                    }
+                    continue;
                 }
                 // Drop channels never block; a Data watermark may (crate::overflow).
                 match arena.admits(oc.channel, port.max_production) {
@@ -354,12 +402,13 @@ pub fn flush_completed(
         let Some(mut firing) = rt.in_flight.pop_front() else {
             break;
         };
+        let mut waiting = Vec::new();
         for (port, block) in wiring.outputs.iter().zip(firing.outputs.iter_mut()) {
             let produced = block.tokens().min(port.max_production as usize);
             for oc in &port.channels {
                 arena.release(oc.channel, port.max_production - produced as u32);
                 let visible = zero.visible(now, oc.delay);
-                let discard = arena.ring(oc.channel).consumer_finished_at.is_some();
+                let discard = arena.ring(oc.channel).consumer_finished_at.is_some() || rt.fenced;
                 for t in 0..produced {
                     if discard {
                         arena.discard_on_arrival(oc.channel);
@@ -378,6 +427,9 @@ pub fn flush_completed(
                         } else {
                             arena.write(oc.channel, token, visible)?;
                         }
+                        if arena.ring(oc.channel).capacity == 0 {
+                            waiting.push(oc.channel);
+                        }
                     }
                 }
                 if produced > 0 && !discard && oc.delay > 0 {
@@ -387,6 +439,14 @@ pub fn flush_completed(
             block.values.clear();
         }
         rt.spare.push(firing.outputs);
+        if waiting.is_empty() {
+            rt.retired.extend(firing.ticket);
+        } else {
+            rt.rendezvous.push(HeldFiring {
+                ticket: firing.ticket,
+                waiting,
+            });
+        }
         flushed += 1;
     }
     Ok(flushed)
@@ -413,7 +473,7 @@ pub fn write_out_completed(
         }
         Err(e) => Some(crate::error::Diagnostic::nowhere("R330", e.to_string())),
     };
-    if wiring.is_source && rt.remaining == Some(0) && rt.in_flight.is_empty() && !rt.finished() {
+    if wiring.is_source && rt.remaining == Some(0) && rt.idle() && !rt.finished() {
         finish_node(rt, wiring, arena, now);
     }
     failure
@@ -463,6 +523,8 @@ pub struct StepState {
     /// `grants` (dense by node; valid where `admitted` is set).
     pub admitted: FixedBitSet,
     pub grants: Vec<(u64, u32)>,
+    /// The dispatch ticket of each admitted node's task (with dispatch resources).
+    pub tickets: Vec<Option<crate::dispatch::Ticket>>,
     /// Gates that opened at the current stage (§6): their members fire once, together.
     pub gates_open: FixedBitSet,
     /// IPLS: zero-time work remains after the last stage, so the step repeats at `δ+1` (§5).
@@ -517,6 +579,8 @@ pub struct Stats {
     pub watermark_stalls: std::collections::BTreeMap<usize, StallCount>,
     /// Gate → how many times it opened.
     pub gate_openings: Vec<u64>,
+    /// Dispatch resources (window, domains) → stall counts of the tasks waiting for them.
+    pub resource_stalls: std::collections::BTreeMap<(StallOn, StallReason), StallCount>,
     /// IPLS: batched cohort calls, and how many of them ran in parallel chunks.
     pub cohort_calls: u64,
     pub parallel_cohort_calls: u64,
@@ -586,6 +650,7 @@ impl Stats {
                 self.channel_stalls.entry((c, reason)).or_default()
             }
             StallOn::Gate(g) => self.gate_stalls.entry(g).or_default(),
+            other => self.resource_stalls.entry((other, reason)).or_default(),
         }
     }
 
@@ -932,6 +997,7 @@ pub fn book_firing(
     wiring: &NodeWiring,
     outputs: Vec<OutputBlock>,
     latency: u64,
+    ticket: Option<crate::dispatch::Ticket>,
     now: Instant,
     events: &mut EventQueue,
     stats: &mut Stats,
@@ -955,6 +1021,7 @@ pub fn book_firing(
         complete_at,
         done: latency == 0,
         outputs,
+        ticket,
     });
     if latency > 0 {
         events.push_completion(complete_at, n as u32);
@@ -964,4 +1031,37 @@ pub fn book_firing(
         stats.makespan = stats.makespan.max(now.tick);
     }
     true
+}
+
+/// §10: the consumer of rendezvous channel `ch` took (or discarded) `n` tokens: the producer's
+/// oldest held firings waiting on `ch` are released, and a firing with nothing left to wait for
+/// completes now (its ticket retired, counted in the makespan). Returns whether any completed.
+pub fn release_rendezvous(rt: &mut NodeRuntime, ch: usize, n: usize) -> bool {
+    let mut left = n;
+    for h in rt.rendezvous.iter_mut() {
+        while left > 0 {
+            match h.waiting.iter().position(|&c| c == ch) {
+                Some(p) => {
+                    h.waiting.remove(p);
+                    left -= 1;
+                }
+                None => break,
+            }
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    let before = rt.rendezvous.len();
+    let mut retired = Vec::new();
+    rt.rendezvous.retain(|h| {
+        if h.waiting.is_empty() {
+            retired.extend(h.ticket);
+            false
+        } else {
+            true
+        }
+    });
+    rt.retired.extend(retired);
+    rt.rendezvous.len() != before
 }

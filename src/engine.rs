@@ -75,6 +75,30 @@ pub struct Engine {
     /// IPLS steps after the first delta of a tick that fired something (§5 extra deltas).
     extra_deltas: u64,
     pool: Option<Arc<rayon::ThreadPool>>,
+    cancel: CancelHandle,
+    /// `cancel_at(T)`: the last tick processed before the run ends `cancelled`.
+    cancel_at: Option<u64>,
+    /// Sources cancelled with [`Engine::cancel_sources`]: a natural end becomes `cancelled`.
+    sources_cancelled: bool,
+    /// The instant the run was cancelled at (after its last processed instant).
+    cancelled_at: Option<Instant>,
+    /// The end tick of a cancelled run.
+    cancel_end: Option<u64>,
+}
+
+/// A thread-safe handle that cancels a running engine (§20 cancellation): the run ends
+/// `cancelled` before its next instant; nothing after the last processed instant reaches a
+/// probe.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Engine {
@@ -293,6 +317,26 @@ impl Engine {
         world.insert_resource(Scratch::default());
         world.insert_resource(Device::Reference);
         world.insert_resource(Staging::new(&plan, &world.resource::<NodeOrder>().0));
+        match crate::dispatch::DispatchConfig::from_plan(&plan, &registry) {
+            Some(cfg) => {
+                let statics = plan.nodes.iter().map(|n| n.domain).collect();
+                let mut d = crate::dispatch::Dispatcher::new(cfg, statics);
+                d.name_hash = plan
+                    .nodes
+                    .iter()
+                    .map(|n| crate::dispatch::fnv1a64(n.name.as_bytes()))
+                    .collect();
+                world.insert_resource(d);
+            }
+            None if plan.dispatch.is_some() => {
+                return Err(Error::invalid(Diagnostic::at(
+                    "E272",
+                    "dispatch.policy",
+                    "the dispatch hook this plan names is not registered with the engine's registry",
+                )));
+            }
+            None => {}
+        }
         world.insert_resource(Registry(registry));
         world.resource_mut::<Stats>().gate_openings = vec![0; plan.gates.len()];
         let pool = match opts.threads {
@@ -328,7 +372,71 @@ impl Engine {
             failure: None,
             extra_deltas: 0,
             pool,
+            cancel: CancelHandle::default(),
+            cancel_at: None,
+            sources_cancelled: false,
+            cancelled_at: None,
+            cancel_end: None,
         })
+    }
+
+    /// A handle another thread can use to cancel this engine's run.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// Cancels the run now: it ends `cancelled` at the last processed instant; firings in flight
+    /// never complete and no later token reaches a probe. Returns the (one) terminal outcome.
+    pub fn cancel(&mut self) -> Outcome {
+        if let Some(o) = self.outcome {
+            return o;
+        }
+        self.cancelled_at = Some(self.next);
+        self.cancel_end = Some(self.last_processed.map_or(0, |i| i.tick));
+        match self.end(Outcome::Cancelled) {
+            StepStatus::Ended(o) => o,
+            StepStatus::Running => Outcome::Cancelled,
+        }
+    }
+
+    /// Cancels the run at tick `t`: every instant with tick ≤ `t` is processed, then the run ends
+    /// `cancelled` (unless it ended before).
+    pub fn cancel_at(&mut self, t: u64) {
+        self.cancel_at = Some(t);
+    }
+
+    /// Cancels a subgraph's sources now: they fire no more, outputs of their firings still in
+    /// flight are fenced off (discarded and counted, never delivered), and they finish, closing
+    /// their channels so the rest of the graph drains. The run's natural end (`completed` or
+    /// `quiescent`) is then reported as `cancelled`. Unknown or non-source names are errors.
+    pub fn cancel_sources(&mut self, names: &[&str]) -> Result<()> {
+        let mut targets = Vec::new();
+        for name in names {
+            match self.plan.node_index(name) {
+                Some(i) if self.plan.nodes[i].is_source => targets.push(i),
+                Some(_) => {
+                    return Err(Error::invalid(Diagnostic::nowhere(
+                        "E402",
+                        format!("`{name}` is not a source; only sources can be cancelled"),
+                    )));
+                }
+                None => {
+                    return Err(Error::invalid(Diagnostic::nowhere(
+                        "E402",
+                        format!("no node named `{name}`"),
+                    )));
+                }
+            }
+        }
+        let order = self.world.resource::<NodeOrder>().0.clone();
+        for i in targets {
+            if let Some(mut rt) = self.world.get_mut::<NodeRuntime>(order[i]) {
+                rt.remaining = Some(0);
+                rt.fenced = true;
+            }
+        }
+        self.sources_cancelled = true;
+        Ok(())
     }
 
     /// Replaces the step schedule's build settings, e.g. to turn ambiguity detection up to
@@ -393,6 +501,12 @@ impl Engine {
     pub fn step(&mut self) -> StepStatus {
         if let Some(o) = self.outcome {
             return StepStatus::Ended(o);
+        }
+        let due = self.cancel_at.filter(|&t| self.next.tick > t);
+        if self.cancel.is_cancelled() || due.is_some() {
+            self.cancelled_at = Some(self.next);
+            self.cancel_end = Some(due.unwrap_or(self.last_processed.map_or(0, |i| i.tick)));
+            return self.end(Outcome::Cancelled);
         }
         if let Some(max) = self.max_steps
             && self.steps >= max
@@ -464,7 +578,7 @@ impl Engine {
         for &e in &order {
             if let Some(rt) = self.world.get::<NodeRuntime>(e)
                 && !rt.finished()
-                && rt.in_flight.is_empty()
+                && rt.idle()
                 && rt.readiness.blocked_only_by_room()
             {
                 candidates.extend(rt.readiness.lacking_outputs.iter().copied());
@@ -511,6 +625,10 @@ impl Engine {
             self.deadlock = Some(diag::artificial(&self.world, &self.plan, &candidates));
             return self.end(Outcome::Deadlock);
         }
+        if let Some(report) = diag::resource(&self.world, &self.plan) {
+            self.deadlock = Some(report);
+            return self.end(Outcome::Deadlock);
+        }
         if let Some(report) = diag::gate(&self.world, &self.plan) {
             self.deadlock = Some(report);
             return self.end(Outcome::Deadlock);
@@ -523,6 +641,11 @@ impl Engine {
     }
 
     fn end(&mut self, outcome: Outcome) -> StepStatus {
+        // Cancelled sources turn a natural end into `cancelled` (one terminal outcome).
+        let outcome = match outcome {
+            Outcome::Completed | Outcome::Quiescent if self.sources_cancelled => Outcome::Cancelled,
+            o => o,
+        };
         let end_tick = self.end_tick_for(outcome);
         let n = self.plan.nodes.len();
         let mut stats = self.world.resource_mut::<Stats>();
@@ -536,6 +659,7 @@ impl Engine {
     fn end_tick_for(&self, outcome: Outcome) -> u64 {
         match (outcome, self.until) {
             (Outcome::LimitReached, Some(u)) if self.max_steps.is_none_or(|m| self.steps < m) => u,
+            (Outcome::Cancelled, _) if self.cancel_end.is_some() => self.cancel_end.unwrap_or(0),
             _ => self.last_processed.map_or(0, |i| i.tick),
         }
     }
@@ -561,7 +685,7 @@ impl Engine {
             Some(o) => self.end_tick_for(o),
             None => self.last_processed.map_or(0, |i| i.tick),
         };
-        Report::build(
+        let mut report = Report::build(
             &self.world,
             &self.plan,
             outcome,
@@ -571,6 +695,24 @@ impl Engine {
             self.deadlock.clone(),
             self.failure.clone(),
             self.extra_deltas,
-        )
+        );
+        if let Some(obj) = report.json.as_object_mut() {
+            obj.insert(
+                "cancelled_at".into(),
+                // The fence: nothing after this tick was processed.
+                match (self.cancel_end, self.cancelled_at) {
+                    (Some(t), Some(next)) => serde_json::json!({
+                        "tick": t,
+                        "next_instant": {"tick": next.tick, "delta": next.delta},
+                    }),
+                    _ => serde_json::Value::Null,
+                },
+            );
+            obj.insert(
+                "sources_cancelled".into(),
+                serde_json::Value::Bool(self.sources_cancelled),
+            );
+        }
+        report
     }
 }

@@ -27,6 +27,7 @@ pub mod adapters;
 pub mod arena;
 pub mod device;
 pub mod diag;
+pub mod dispatch;
 pub mod ecs;
 pub mod engine;
 pub mod error;

@@ -2,6 +2,20 @@
 //! (0 success, 1 internal, 2 invalid input, 3 deadlock, 4 refused).
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// stdout that never panics: a closed pipe (`tapwheel run … | head -1`) just drops the text.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tapwheel::error::{Diagnostic, Error, Location};
@@ -65,6 +79,9 @@ enum Command {
         /// Stop after this many steps; overrides the scene's run.max_steps.
         #[arg(long)]
         max_steps: Option<u64>,
+        /// Cancel the run after tick T (outcome `cancelled`, nothing later reaches a probe).
+        #[arg(long)]
+        cancel_at: Option<u64>,
         /// Output directory (default: out/<scene name>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -172,6 +189,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             scene,
             until,
             max_steps,
+            cancel_at,
             out,
             device,
             schedule,
@@ -216,16 +234,19 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             };
             let mut engine = Engine::from_scene(&loaded, opts)?;
             print_warnings(&engine.plan().warnings);
+            if let Some(t) = cancel_at {
+                engine.cancel_at(t);
+            }
             let outcome = engine.run();
             let report = engine.report();
             let dir =
                 out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));
             write_outputs(&dir, &engine, &report)?;
             match format {
-                Format::Json => println!("{}", report.to_json_pretty()),
+                Format::Json => outln!("{}", report.to_json_pretty()),
                 Format::Text => {
-                    print!("{}", report.to_text());
-                    println!("  wrote {}", dir.join("report.json").display());
+                    out!("{}", report.to_text());
+                    outln!("  wrote {}", dir.join("report.json").display());
                 }
             }
             if let Some(e) = &report.error {
@@ -278,17 +299,17 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                             "code": w.code, "message": w.message, "at": w.location_text(),
                         })).collect::<Vec<_>>(),
                     });
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 }
                 Format::Text => {
-                    println!(
+                    outln!(
                         "{}: ok ({} nodes, {} channels)",
                         plan.name,
                         plan.nodes.len(),
                         plan.channels.len()
                     );
-                    println!("  plan_digest {}", plan.digest);
-                    println!("  schedule {}", plan.schedule.mode.as_str());
+                    outln!("  plan_digest {}", plan.digest);
+                    outln!("  schedule {}", plan.schedule.mode.as_str());
                     for (i, st) in plan.schedule.stages.iter().enumerate() {
                         let cohorts: Vec<String> = st
                             .cohorts
@@ -302,7 +323,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                                 format!("{}[{}]", c.kind, names.join(" "))
                             })
                             .collect();
-                        println!("    stage {i}: {}", cohorts.join(", "));
+                        outln!("    stage {i}: {}", cohorts.join(", "));
                     }
                     for g in &plan.gates {
                         let names: Vec<&str> = g
@@ -310,10 +331,10 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                             .iter()
                             .map(|&n| plan.nodes[n].name.as_str())
                             .collect();
-                        println!("  gate {}: {}", g.name, names.join(" "));
+                        outln!("  gate {}: {}", g.name, names.join(" "));
                     }
                     for c in &plan.channels {
-                        println!(
+                        outln!(
                             "  {}  capacity {}  delay {}  initial {}",
                             c.name,
                             c.capacity,
@@ -347,11 +368,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             let analysis = tapwheel::sdf::analyze(&plan)?;
             match format {
-                Format::Json => println!(
+                Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&analysis.to_json()).unwrap_or_default()
                 ),
-                Format::Text => print!("{}", analysis.to_text()),
+                Format::Text => out!("{}", analysis.to_text()),
             }
             for r in &analysis.refusals {
                 eprintln!(

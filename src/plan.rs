@@ -92,6 +92,9 @@ pub struct PlanNode {
     /// Firings in flight at once; `None` = unlimited.
     pub concurrency: Option<u32>,
     pub lane: Lane,
+    /// A static scheduler domain (`domain: k`, §9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<u32>,
     pub core: Option<CoreType>,
     /// `timing: Measure`: wall-clock time per firing goes into the report.
     pub timing: Timing,
@@ -176,6 +179,12 @@ pub struct Plan {
     /// Synchrony gates (§6).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<PlanGate>,
+    /// Scheduler domains and their policy (§9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<DispatchSpec>,
+    /// The task window (§9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_window: Option<TaskWindowSpec>,
     /// Planner warnings (`W…`): legal but probably unintended (an IPLS order forcing deltas).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,
@@ -773,6 +782,7 @@ impl Plan {
             }
         }
         let gates = crate::schedule::plan_gates(&mut ctx.errors, &s.gates, &s.nodes, &by_name);
+        check_dispatch(&mut ctx, s, &nodes, registry);
         if ctx.errors.is_empty() {
             detect_zero_time_cycles(&mut ctx, &nodes, &channels, s);
         }
@@ -802,6 +812,8 @@ impl Plan {
             strict: s.strict,
             schedule,
             gates,
+            dispatch: s.dispatch.clone(),
+            task_window: s.task_window.clone(),
             warnings,
             run: s.run.clone(),
             digest: String::new(),
@@ -1122,6 +1134,7 @@ fn plan_node(
         latency,
         concurrency: n.concurrency,
         lane: n.lane,
+        domain: n.domain,
         core: n.core,
         timing: n.timing,
         measured_latency: matches!(n.latency, LatencySpec::Word(LatencyWord::Measured)),
@@ -1440,4 +1453,90 @@ pub(crate) fn tarjan(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
         }
     }
     out
+}
+
+/// §9: domains, static `domain: k`, policies, workers and the task window (E270–E275).
+fn check_dispatch(ctx: &mut Ctx, s: &SceneSpec, nodes: &[PlanNode], registry: &KernelRegistry) {
+    let domains = s.dispatch.as_ref().map(|d| d.domains);
+    if let Some(d) = &s.dispatch {
+        if d.domains == 0 || d.domains > crate::dispatch::MAX_DOMAINS {
+            ctx.err(
+                "E270",
+                "dispatch.domains",
+                format!(
+                    "`domains` must be between 1 and {}, got {}",
+                    crate::dispatch::MAX_DOMAINS,
+                    d.domains
+                ),
+            );
+        }
+        if d.workers == Some(0) {
+            ctx.err(
+                "E274",
+                "dispatch.workers",
+                "`workers: Some(0)` leaves no worker to run a task (use None for unlimited)",
+            );
+        }
+        match &d.policy {
+            DispatchPolicy::Hook(name) if registry.hook(name).is_none() => ctx.err(
+                "E272",
+                "dispatch.policy",
+                format!("dispatch hook `{name}` is not registered (register it with KernelRegistry::register_hook)"),
+            ),
+            DispatchPolicy::Hash(key) if !crate::dispatch::HASH_KEYS.contains(&key.as_str()) => {
+                ctx.err(
+                    "E273",
+                    "dispatch.policy",
+                    format!(
+                        "unknown Hash key `{key}` (one of: {})",
+                        crate::dispatch::HASH_KEYS.join(", ")
+                    ),
+                )
+            }
+            _ => {}
+        }
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let Some(k) = n.domain else {
+            continue;
+        };
+        let path = format!("nodes[{i}].domain");
+        match domains {
+            None => ctx.err(
+                "E271",
+                path,
+                format!(
+                    "`{}` names domain {k}, but the scene declares no `dispatch` domains",
+                    n.name
+                ),
+            ),
+            Some(_) if n.is_probe => ctx.err(
+                "E271",
+                path,
+                format!(
+                    "`{}` is a Probe: probe firings bypass dispatch, so a domain means nothing",
+                    n.name
+                ),
+            ),
+            Some(d) if k >= d => ctx.err(
+                "E271",
+                path,
+                format!(
+                    "`{}` names domain {k}, but there are {d} domains (0..{})",
+                    n.name,
+                    d.saturating_sub(1)
+                ),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(w) = &s.task_window
+        && w.size == 0
+    {
+        ctx.err(
+            "E275",
+            "task_window.size",
+            "a task window of size 0 admits no task",
+        );
+    }
 }

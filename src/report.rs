@@ -165,6 +165,37 @@ impl Report {
             }
             by_gate.insert(gate.name.clone(), Value::Object(m));
         }
+        let mut by_resource = Map::new();
+        for (&(on, reason), c) in &stats.resource_stalls {
+            let name = match on {
+                crate::ecs::StallOn::Domain(d) => format!("domain{d}"),
+                _ => "window".to_string(),
+            };
+            let entry = by_resource
+                .entry(name)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(reason.code().to_string(), stall_json(c));
+            }
+        }
+        let dispatch = world
+            .get_resource::<crate::dispatch::Dispatcher>()
+            .map(|d| {
+                json!({
+                    "domains": d.loads().len(),
+                    "policy": format!("{:?}", d.config.policy),
+                    "dispatch_cost": d.config.dispatch_cost,
+                    "workers": d.config.workers,
+                    "per_domain": d.stats.iter().zip(d.loads()).map(|(st, l)| json!({
+                        "tasks": st.tasks,
+                        "issue_ticks": st.issue_ticks,
+                        "in_flight_high_water": st.in_flight_high_water,
+                        "in_flight": l.in_flight,
+                    })).collect::<Vec<_>>(),
+                    "window": crate::diag::window_state(world),
+                    "capabilities": crate::dispatch::capabilities(),
+                })
+            });
         let schedule = json!({
             "mode": plan.schedule.mode.as_str(),
             "stages": plan.schedule.stages.iter().map(|st| st.cohorts.iter().map(|c| json!({
@@ -221,7 +252,8 @@ impl Report {
             "tick_hz": plan.tick_hz,
             "end_seconds": end_tick as f64 / plan.tick_hz,
             "firings": firings,
-            "stalls": {"nodes": by_node, "channels": by_channel, "gates": by_gate},
+            "stalls": {"nodes": by_node, "channels": by_channel, "gates": by_gate, "resources": by_resource},
+            "dispatch": dispatch,
             "schedule": schedule,
             "warnings": warnings,
             "channels": channels,

@@ -1,40 +1,167 @@
 //! Stage 4 — dispatch (§4 condition 5, §9, §12). Every ready node of the current stage is
 //! admitted as a task; the device assigns each firing its latency `L` (on the Reference device:
-//! the node's `latency`). A gate's members are admitted for one firing each (one unit, §6).
-//! With no task window, domains or workers configured every ready task is admitted at once;
-//! those resources arrive with the runtime-semantics issue and are refused until then.
+//! the node's `latency`). Probe firings are bookkeeping and bypass dispatch.
+//!
+//! Without `dispatch` or `task_window` every ready task is admitted at once, for as many firings
+//! as it has free concurrency slots. With them, tasks compete: in lane order (Control, Data,
+//! Telemetry), then canonical order, each ready node issues one task per step on the domain its
+//! policy picks, if the window has a slot and the domain a free worker; it starts at
+//! `s = max(t, free) + dispatch_cost` on the domain's issue timeline and completes at `s + L`.
+//! A node left out is stalled `WINDOW_FULL` or `DEVICE_BUSY`. A gate's members are one unit:
+//! all of them are issued, or none (§6).
 
 use crate::device::Device;
+use crate::dispatch::{Admit, Dispatcher};
 use crate::ecs::*;
+use crate::error::Diagnostic;
+use crate::scene::Lane;
 use bevy_ecs::prelude::*;
 
+fn lane_rank(l: Lane) -> u8 {
+    match l {
+        Lane::Control => 0,
+        Lane::Data => 1,
+        Lane::Telemetry => 2,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn dispatch(
+    clock: Res<Clock>,
     order: Res<NodeOrder>,
     device: Res<Device>,
     staging: Res<Staging>,
+    plan: Res<PlanRes>,
+    dispatcher: Option<ResMut<Dispatcher>>,
     mut step: ResMut<StepState>,
+    mut stats: ResMut<Stats>,
     nodes: Query<(&NodeRuntime, &NodeWiring)>,
 ) {
+    let now = clock.now;
     let step = &mut *step;
     step.enabled.clear();
     step.admitted.clear();
     step.admitted.grow(order.0.len());
     step.grants.resize(order.0.len(), (0, 0));
-    for i in step.ready.ones() {
-        let Some(&entity) = order.0.get(i) else {
-            continue;
-        };
-        let Ok((rt, wiring)) = nodes.get(entity) else {
-            continue;
-        };
-        let latency = device.latency(wiring);
-        let allowed = if staging.gate_of[i].is_some() {
-            1
-        } else {
-            rt.readiness.free_slots
-        };
-        step.enabled.push((i as u32, latency, allowed));
+    step.tickets.resize(order.0.len(), None);
+    let get = |i: usize| order.0.get(i).and_then(|&e| nodes.get(e).ok());
+    let Some(mut disp) = dispatcher else {
+        for i in step.ready.ones() {
+            let Some((rt, wiring)) = get(i) else {
+                continue;
+            };
+            let latency = device.latency(wiring);
+            let allowed = if staging.gate_of[i].is_some() {
+                1
+            } else {
+                rt.readiness.free_slots
+            };
+            step.enabled.push((i as u32, latency, allowed));
+            step.admitted.insert(i);
+            step.grants[i] = (latency, allowed);
+        }
+        return;
+    };
+    let disp = &mut *disp;
+    let mut candidates: Vec<(u8, usize)> = step
+        .ready
+        .ones()
+        .filter_map(|i| get(i).map(|(_, w)| (lane_rank(w.lane), i)))
+        .collect();
+    candidates.sort_unstable();
+    let mut gates_done = fixedbitset::FixedBitSet::with_capacity(staging.gates.len());
+    let admit = |step: &mut StepState, i: usize, latency: u64, ticket| {
+        step.enabled.push((i as u32, latency, 1));
         step.admitted.insert(i);
-        step.grants[i] = (latency, allowed);
+        step.grants[i] = (latency, 1);
+        step.tickets[i] = ticket;
+    };
+    for (_, i) in candidates {
+        let Some((rt, wiring)) = get(i) else {
+            continue;
+        };
+        if wiring.is_probe {
+            let latency = device.latency(wiring);
+            // Bookkeeping: no task, no window slot, no worker.
+            let allowed = if staging.gate_of[i].is_some() {
+                1
+            } else {
+                rt.readiness.free_slots
+            };
+            step.enabled.push((i as u32, latency, allowed));
+            step.admitted.insert(i);
+            step.grants[i] = (latency, allowed);
+            stats.observe_stall(i, None, now);
+            continue;
+        }
+        let unit: Vec<usize> = match staging.gate_of[i] {
+            Some(g) => {
+                let g = g as usize;
+                if gates_done.contains(g) {
+                    continue;
+                }
+                gates_done.insert(g);
+                staging.gates[g].members.clone()
+            }
+            None => vec![i],
+        };
+        // All members of a gate's unit are issued, or none (dispatch state restored). A single
+        // task refused keeps what its policy chose (RoundRobin: its domain, §9).
+        let before = (unit.len() > 1).then(|| disp.clone());
+        let mut issued = Vec::with_capacity(unit.len());
+        let mut refused = None;
+        for &m in &unit {
+            let Some((mrt, mwiring)) = get(m) else {
+                continue;
+            };
+            if mwiring.is_probe {
+                issued.push((m, device.latency(mwiring), None));
+                continue;
+            }
+            let name = plan.0.nodes.get(m).map_or("", |n| n.name.as_str());
+            match disp.try_issue_named(m, name, mrt.firings_started, now.tick) {
+                Admit::Issued(t) => {
+                    let l = t
+                        .start
+                        .saturating_sub(now.tick)
+                        .saturating_add(device.latency(mwiring));
+                    issued.push((m, l, Some(t)));
+                }
+                Admit::WindowFull => {
+                    refused = Some((StallReason::WindowFull, StallOn::Window));
+                    break;
+                }
+                Admit::DeviceBusy(d) => {
+                    refused = Some((StallReason::DeviceBusy, StallOn::Domain(d)));
+                    break;
+                }
+                Admit::BadHook(d) => {
+                    step.failure = Some(Diagnostic::nowhere(
+                        "E401",
+                        format!(
+                            "dispatch hook returned domain {d} for `{name}`, but there are {} domains",
+                            disp.loads().len()
+                        ),
+                    ));
+                    return;
+                }
+            }
+        }
+        match refused {
+            None => {
+                for (m, l, t) in issued {
+                    admit(step, m, l, t);
+                    stats.observe_stall(m, None, now);
+                }
+            }
+            Some(stall) => {
+                if let Some(b) = before {
+                    *disp = b;
+                }
+                for &m in &unit {
+                    stats.observe_stall(m, Some(stall), now);
+                }
+            }
+        }
     }
 }

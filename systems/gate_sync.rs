@@ -11,6 +11,7 @@ pub fn gate_sync(
     clock: Res<Clock>,
     order: Res<NodeOrder>,
     staging: Res<Staging>,
+    dispatcher: Option<Res<crate::dispatch::Dispatcher>>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
     nodes: Query<&NodeRuntime>,
@@ -40,6 +41,9 @@ pub fn gate_sync(
                 continue;
             }
             let stall = if opens {
+                if dispatcher.is_some() {
+                    continue; // dispatch decides whether the unit fits
+                }
                 None
             } else if rt.readiness.ready {
                 step.ready.set(m, false);

@@ -15,6 +15,7 @@
 //! watermarks are judged — Telemetry sheds, excursions start and end (`crate::overflow`).
 
 use crate::arena::TokenArena;
+use crate::dispatch::Dispatcher;
 use crate::ecs::*;
 use crate::kernels::{CohortMember, FireIo, InputBlock, Kernel, OutputBlock, fire_cohort};
 use crate::time::Instant;
@@ -29,6 +30,7 @@ pub fn kernel_execute(
     order: Res<NodeOrder>,
     staging: Res<Staging>,
     registry: Res<Registry>,
+    mut dispatcher: Option<ResMut<Dispatcher>>,
     mut arena: ResMut<TokenArena>,
     mut events: ResMut<Events>,
     mut step: ResMut<StepState>,
@@ -46,6 +48,7 @@ pub fn kernel_execute(
         stats: &mut stats,
         probes: &mut probes,
         scratch: &mut scratch,
+        dispatcher: dispatcher.as_deref_mut(),
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
@@ -72,6 +75,7 @@ struct Cx<'a> {
     stats: &'a mut Stats,
     probes: &'a mut Probes,
     scratch: &'a mut Scratch,
+    dispatcher: Option<&'a mut Dispatcher>,
 }
 
 /// Every node's index, runtime, wiring and kernel.
@@ -108,6 +112,10 @@ impl Cx<'_> {
             None
         };
         consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs);
+        if self.staging.ipls() && !self.arena.rendezvous_taken.is_empty() {
+            // The producer's held firing completes in the next delta (§10).
+            self.step.pending = true;
+        }
         if self.staging.ipls() {
             let here = self.staging.current as u32;
             for port in &wiring.inputs {
@@ -134,12 +142,14 @@ impl Cx<'_> {
     ) {
         self.step.changed = true;
         self.step.fired = true;
+        let ticket = self.step.tickets.get_mut(n).and_then(Option::take);
         let now_done = book_firing(
             n,
             rt,
             wiring,
             outputs,
             latency,
+            ticket,
             self.now,
             self.events,
             self.stats,
@@ -153,17 +163,29 @@ impl Cx<'_> {
                 self.step.flush_marked.insert(n);
                 self.step.barrier_flush.push(n as u32);
             }
-        } else if let Some(f) = write_out_completed(
-            n,
-            rt,
-            wiring,
-            self.arena,
-            self.events,
-            self.stats,
-            self.now,
-            ZeroDelay::NextDelta,
-        ) {
-            self.step.failure = Some(f);
+        } else {
+            if let Some(f) = write_out_completed(
+                n,
+                rt,
+                wiring,
+                self.arena,
+                self.events,
+                self.stats,
+                self.now,
+                ZeroDelay::NextDelta,
+            ) {
+                self.step.failure = Some(f);
+            }
+            self.retire(rt);
+        }
+    }
+
+    /// Hands the tickets of the node's retired tasks back to dispatch.
+    fn retire(&mut self, rt: &mut NodeRuntime) {
+        let tick = self.now.tick;
+        match self.dispatcher.as_deref_mut() {
+            Some(d) => rt.retired.drain(..).for_each(|t| d.retire(t, tick)),
+            None => rt.retired.clear(),
         }
     }
 
@@ -198,7 +220,7 @@ impl Cx<'_> {
         if self.still_ready(n, rt, wiring, kernel) {
             return true;
         }
-        rt.in_flight.is_empty()
+        rt.idle()
             && if wiring.is_source {
                 rt.remaining == Some(0)
             } else {
@@ -463,6 +485,7 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
         ) {
             cx.step.failure = Some(f);
         }
+        cx.retire(&mut rt);
         if cx.staging.feeds_back.contains(n) || (rt.finished() && !was_finished) {
             cx.step.pending = true;
         }

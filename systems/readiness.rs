@@ -14,16 +14,19 @@ use crate::arena::TokenArena;
 use crate::ecs::*;
 use bevy_ecs::prelude::*;
 
+#[allow(clippy::too_many_arguments)]
 pub fn readiness(
     clock: Res<Clock>,
     order: Res<NodeOrder>,
     staging: Res<Staging>,
+    dispatcher: Option<Res<crate::dispatch::Dispatcher>>,
     mut arena: ResMut<TokenArena>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &NodeKernel)>,
 ) {
     let now = clock.now;
+    let contended = dispatcher.is_some();
     let step = &mut *step;
     step.ready.clear();
     step.ready.grow(order.0.len());
@@ -40,7 +43,7 @@ pub fn readiness(
         rt.refresh_views(wiring, &arena, now);
         let rt = &mut *rt;
         kernel.0.demand(&rt.views, &mut rt.demand);
-        if rt.in_flight.is_empty() {
+        if rt.idle() {
             let done = if wiring.is_source {
                 rt.remaining == Some(0)
             } else {
@@ -55,7 +58,9 @@ pub fn readiness(
             }
         }
         let r = rt.evaluate(wiring, &arena, now);
-        if staging.gate_of[i].is_none() {
+        // A ready node's stall is decided by gate_sync (gate members) or, when tasks compete
+        // for dispatch resources, by dispatch.
+        if staging.gate_of[i].is_none() && !(r.ready && contended) {
             stats.observe_stall(i, r.stall(), now);
         }
         if !r.lacking_outputs.is_empty() {

@@ -8,6 +8,7 @@ use common::*;
 fn every_example_scene_runs() {
     let expected = [
         ("back_pressure", 0, "completed"),
+        ("csp_pipeline", 0, "completed"),
         ("delay_line", 0, "completed"),
         ("fanout_throttle", 0, "completed"),
         ("filter_chain", 0, "completed"),
@@ -21,6 +22,7 @@ fn every_example_scene_runs() {
         ("pto_matmul_diamond", 0, "completed"),
         ("pto_vector_diamond", 0, "completed"),
         ("strict_quiescent", 3, "deadlock"),
+        ("task_window", 0, "completed"),
         ("telemetry_shed", 0, "completed"),
         ("zero_delay_chain", 0, "completed"),
     ];

@@ -159,6 +159,7 @@ fn example_scenes_do_not_depend_on_schedule_threads_or_system_order() {
         "filter_chain",
         "gate_sync",
         "ipls_bank",
+        "csp_pipeline",
         "pto_vector_diamond",
         "pto2_vector_diamond",
         "pto_matmul_diamond",

@@ -89,6 +89,7 @@ pub enum RegistryError {
 #[derive(Clone, Default)]
 pub struct KernelRegistry {
     custom: BTreeMap<String, Arc<dyn KernelFactory>>,
+    hooks: BTreeMap<String, Arc<dyn crate::dispatch::DispatchHook>>,
 }
 
 impl std::fmt::Debug for KernelRegistry {
@@ -118,6 +119,29 @@ impl KernelRegistry {
         }
         self.custom.insert(kind, Arc::new(factory));
         Ok(())
+    }
+
+    /// Registers a dispatch hook that scenes name with `policy: Hook("name")` (§9). The hook is
+    /// called for every task without a static domain, with the domains' loads, and returns the
+    /// domain (a domain out of range ends the run `failed`, E401).
+    pub fn register_hook(
+        &mut self,
+        name: &str,
+        hook: impl crate::dispatch::DispatchHook,
+    ) -> Result<(), RegistryError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(RegistryError::BadName(name.to_string()));
+        }
+        if self.hooks.contains_key(name) {
+            return Err(RegistryError::Duplicate(name.to_string()));
+        }
+        self.hooks.insert(name.to_string(), Arc::new(hook));
+        Ok(())
+    }
+
+    /// A registered dispatch hook.
+    pub fn hook(&self, name: &str) -> Option<&Arc<dyn crate::dispatch::DispatchHook>> {
+        self.hooks.get(name)
     }
 
     /// The factory of a custom kind.

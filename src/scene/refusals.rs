@@ -29,13 +29,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
         if n.cost.is_some() {
             refuse("R309", format!("{p}.cost"), "`cost` (device cost models)");
         }
-        if n.domain.is_some() {
-            refuse(
-                "R303",
-                format!("{p}.domain"),
-                "`domain` (scheduler domains)",
-            );
-        }
         if n.thermal.is_some() {
             refuse("R307", format!("{p}.thermal"), "`thermal` state");
         }
@@ -48,19 +41,15 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
         if let DelaySpec::Named(NamedDelay::Symbol(_)) = e.delay {
             refuse("R306", format!("{p}.delay"), "`delay: Symbol(..)`");
         }
-        if e.capacity.unwrap_or(s.defaults.capacity) == 0 {
-            refuse(
-                "R311",
-                format!("{p}.capacity"),
-                "`capacity: 0` (rendezvous channels)",
-            );
-        }
     }
-    if s.dispatch.is_some() {
-        refuse("R303", "dispatch".into(), "`dispatch`");
-    }
-    if s.task_window.is_some() {
-        refuse("R304", "task_window".into(), "`task_window`");
+    if let Some(w) = &s.task_window
+        && w.mode != WindowMode::Stall
+    {
+        refuse(
+            "R304",
+            "task_window.mode".into(),
+            &format!("task window mode `{:?}` (only `Stall`)", w.mode),
+        );
     }
     if s.device != DeviceSpec::Reference {
         refuse("R305", "device".into(), "a device other than Reference");
