@@ -966,58 +966,6 @@ fn throughput(
     Ok((dim, cycle_time(&m)?))
 }
 
-/// Strongly connected components of `adj` (iterative Tarjan).
-fn sccs(adj: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    let n = adj.len();
-    let mut index = vec![usize::MAX; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut out = Vec::new();
-    let mut next = 0;
-    for root in 0..n {
-        if index[root] != usize::MAX {
-            continue;
-        }
-        let mut work = vec![(root, 0usize)];
-        while let Some(&mut (v, ref mut i)) = work.last_mut() {
-            if *i == 0 {
-                index[v] = next;
-                low[v] = next;
-                next += 1;
-                stack.push(v);
-                on_stack[v] = true;
-            }
-            if *i < adj[v].len() {
-                let u = adj[v][*i];
-                *i += 1;
-                if index[u] == usize::MAX {
-                    work.push((u, 0));
-                } else if on_stack[u] {
-                    low[v] = low[v].min(index[u]);
-                }
-                continue;
-            }
-            work.pop();
-            if let Some(&(parent, _)) = work.last() {
-                low[parent] = low[parent].min(low[v]);
-            }
-            if low[v] == index[v] {
-                let mut comp = Vec::new();
-                while let Some(u) = stack.pop() {
-                    on_stack[u] = false;
-                    comp.push(u);
-                    if u == v {
-                        break;
-                    }
-                }
-                out.push(comp);
-            }
-        }
-    }
-    out
-}
-
 /// The maximum cycle mean of `m` (edge `i → j` when `m[i][j]` is finite; cycle means do not
 /// depend on the direction): Howard's policy iteration, exact, with Karp's algorithm as the
 /// fallback should it not settle within its iteration budget or leave 64/128-bit range.
@@ -1232,7 +1180,7 @@ fn karp(m: &[Vec<i64>]) -> Result<Option<Ratio>, Diagnostic> {
     // Best (num, den) so far, den > 0.
     let mut best: Option<(i128, i128)> = None;
     let mut local = vec![usize::MAX; dim];
-    for comp in sccs(&adj) {
+    for comp in crate::plan::tarjan(&adj) {
         let size = comp.len();
         let cyclic = size > 1 || m[comp[0]][comp[0]] != NEG;
         if !cyclic {

@@ -10,8 +10,51 @@
 use crate::arena::TokenArena;
 use crate::dispatch::Dispatcher;
 use crate::ecs::*;
-use crate::time::Event;
+use crate::time::{Event, EventQueue, Instant};
 use bevy_ecs::prelude::*;
+
+/// What completing a firing touches.
+struct Out<'a> {
+    arena: &'a mut TokenArena,
+    events: &'a mut EventQueue,
+    stats: &'a mut Stats,
+    step: &'a mut StepState,
+    dispatcher: Option<&'a mut Dispatcher>,
+    now: Instant,
+    zero: ZeroDelay,
+}
+
+impl Out<'_> {
+    /// A firing of node `n` completed now: count it in the makespan, write out what is complete,
+    /// hand retired tasks back to dispatch, and note a finish (its closure is seen next delta).
+    fn complete(&mut self, n: usize, rt: &mut NodeRuntime, wiring: &NodeWiring) {
+        self.step.changed = true;
+        if !wiring.is_probe {
+            self.stats.makespan = self.stats.makespan.max(self.now.tick);
+        }
+        let was_finished = rt.finished();
+        if let Some(f) = write_out_completed(
+            n,
+            rt,
+            wiring,
+            self.arena,
+            self.events,
+            self.stats,
+            self.now,
+            self.zero,
+        ) {
+            self.step.failure = Some(f);
+        }
+        let tick = self.now.tick;
+        match self.dispatcher.as_deref_mut() {
+            Some(d) => rt.retired.drain(..).for_each(|t| d.retire(t, tick)),
+            None => rt.retired.clear(),
+        }
+        if rt.finished() && !was_finished {
+            self.step.pending = true;
+        }
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub fn delay_expiry(
@@ -28,105 +71,62 @@ pub fn delay_expiry(
     if staging.current != 0 {
         return; // later stages of the step: the barrier already ran in kernel_execute
     }
+    let now = clock.now;
     arena.end_step();
     step.changed = false;
     step.pending = false;
     step.fired = false;
     step.room_blocked.clear();
     step.room_blocked.grow(order.0.len());
-    let now = clock.now;
     if let Some(d) = dispatcher.as_deref_mut() {
         d.begin_step();
     }
-    let zero = staging.zero_delay();
-    // §10: a rendezvous token taken (or discarded) completes its producer's held firing.
     let taken = std::mem::take(&mut arena.rendezvous_taken);
-    for &(ch, n) in &taken {
-        let Some(&p) = staging.producer_of.get(ch) else {
+    let mut due = std::mem::take(&mut step.completions);
+    due.clear();
+    if now.delta == 0 {
+        // Completions with L > 0 land at (t + L, 0).
+        events.0.pop_due(now.tick, &mut due);
+    }
+    let mut out = Out {
+        arena: &mut arena,
+        events: &mut events.0,
+        stats: &mut stats,
+        step: &mut step,
+        dispatcher: dispatcher.as_deref_mut(),
+        now,
+        zero: staging.zero_delay(),
+    };
+    let node = |n: usize| order.0.get(n).copied();
+    // §10: a rendezvous token taken (or discarded) completes its producer's held firing.
+    for &(ch, k) in &taken {
+        let Some(p) = staging.producer_of.get(ch).and_then(|&p| node(p as usize)) else {
             continue;
         };
-        let Some(&entity) = order.0.get(p as usize) else {
+        let Ok((mut rt, wiring)) = nodes.get_mut(p) else {
+            continue;
+        };
+        if release_rendezvous(&mut rt, ch, k) {
+            let n = staging.producer_of[ch] as usize;
+            out.complete(n, &mut rt, wiring);
+        }
+    }
+    for event in &due {
+        let Event::Completion { node: n } = *event else {
+            continue;
+        };
+        let Some(entity) = node(n as usize) else {
             continue;
         };
         let Ok((mut rt, wiring)) = nodes.get_mut(entity) else {
             continue;
         };
-        if !release_rendezvous(&mut rt, ch, n) {
-            continue;
-        }
-        step.changed = true;
-        if !wiring.is_probe {
-            stats.makespan = stats.makespan.max(now.tick);
-        }
-        if let Some(d) = dispatcher.as_deref_mut() {
-            rt.retired.drain(..).for_each(|t| d.retire(t, now.tick));
-        }
-        rt.retired.clear();
-        // A source whose last firing is released closes its outputs (§4 end of stream).
-        let was_finished = rt.finished();
-        if let Some(f) = write_out_completed(
-            p as usize,
-            &mut rt,
-            wiring,
-            &mut arena,
-            &mut events.0,
-            &mut stats,
-            now,
-            zero,
-        ) {
-            step.failure = Some(f);
-        }
-        if rt.finished() && !was_finished {
-            step.pending = true;
+        if complete_due(&mut rt, now.tick) {
+            out.complete(n as usize, &mut rt, wiring);
         }
     }
     let mut taken = taken;
     taken.clear();
     arena.rendezvous_taken = taken;
-    if now.delta != 0 {
-        return; // completions with L > 0 land at (t + L, 0)
-    }
-    let mut due = std::mem::take(&mut step.completions);
-    due.clear();
-    events.0.pop_due(now.tick, &mut due);
-    for event in &due {
-        let Event::Completion { node } = *event else {
-            continue;
-        };
-        let Some(&entity) = order.0.get(node as usize) else {
-            continue;
-        };
-        let Ok((mut rt, wiring)) = nodes.get_mut(entity) else {
-            continue;
-        };
-        if !complete_due(&mut rt, now.tick) {
-            continue;
-        }
-        step.changed = true;
-        if !wiring.is_probe {
-            stats.makespan = stats.makespan.max(now.tick);
-        }
-        let was_finished = rt.finished();
-        if let Some(f) = write_out_completed(
-            node as usize,
-            &mut rt,
-            wiring,
-            &mut arena,
-            &mut events.0,
-            &mut stats,
-            now,
-            zero,
-        ) {
-            step.failure = Some(f);
-        }
-        if let Some(d) = dispatcher.as_deref_mut() {
-            rt.retired.drain(..).for_each(|t| d.retire(t, now.tick));
-        }
-        rt.retired.clear();
-        if rt.finished() && !was_finished {
-            // Closures are seen from the next delta.
-            step.pending = true;
-        }
-    }
     step.completions = due;
 }

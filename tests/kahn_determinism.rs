@@ -357,3 +357,33 @@ proptest! {
         prop_assert_eq!(a.0[0].len(), 12);
     }
 }
+
+#[test]
+fn contended_dispatch_does_not_depend_on_threads_or_system_order() {
+    // Under contention for dispatch resources the schedule mode decides who goes first (§4), so
+    // only threads and system order must not matter — within each mode.
+    for name in ["task_window"] {
+        let s = scene(name);
+        for mode in [ScheduleSpec::Kpn, ScheduleSpec::IplsAuto] {
+            let with = |threads| RunOptions {
+                schedule: Some(mode.clone()),
+                threads,
+                ..RunOptions::default()
+            };
+            let reference = observe(&s, with(None), None);
+            assert_eq!(reference.outcome, Outcome::Completed);
+            for (threads, shuffle) in [
+                (Some(1), None),
+                (Some(2), None),
+                (None, Some(3)),
+                (Some(2), Some(99)),
+            ] {
+                assert_eq!(
+                    observe(&s, with(threads), shuffle),
+                    reference,
+                    "{name} {mode:?}"
+                );
+            }
+        }
+    }
+}
