@@ -115,7 +115,7 @@ fn unimplemented_features_are_refused_with_exit_4() {
             Node(name: "src", kernel: Const(value: 1.0), count: 1),
             Node(name: "lp", kernel: Select(slot: 0)),
             Node(name: "out", kernel: Probe, gate: Some("g"))],
-          edges: [Edge(from: "src.out", to: "lp.in"), Edge(from: "lp.then", to: "out.in", capacity: 0)],
+          edges: [Edge(from: "src.out", to: "lp.in"), Edge(from: "lp.then", to: "out.in", policy: DropOldest)],
           gates: [Gate(name: "g", members: ["out"])],
           task_window: Some((size: 4, mode: Abort)))"#,
     )
