@@ -45,6 +45,10 @@
 //! assert_eq!(arena.room(ch), 1);
 //! ```
 //!
+//! **Overflow policies and watermarks** (`DropOldest`, `DropNewest`, `watermarks` by lane) are
+//! applied by [`TokenArena::admits`], [`TokenArena::reserve`], [`TokenArena::write`] and
+//! [`TokenArena::settle`]; their rules and examples are in [`crate::overflow`].
+//!
 //! **Growth** (Parks) relocates a ring and keeps its content and order; a byte limit turns
 //! into a typed error instead of an out-of-memory crash:
 //!
@@ -60,6 +64,8 @@
 //! assert!(matches!(arena.set_capacity(a, 1000), Err(ArenaError::LimitExceeded { .. })));
 //! ```
 
+use crate::overflow::{Admission, ChannelRules};
+use crate::scene::Policy;
 use crate::time::Instant;
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +118,18 @@ pub struct Ring {
     pub written: u64,
     pub consumed: u64,
     pub discarded: u64,
+    /// Overflow policy, lane and watermarks ([`crate::overflow`]).
+    pub rules: ChannelRules,
+    /// Above the high watermark and not yet back to low (hysteresis).
+    pub above: bool,
+    /// Tokens dropped by the policy or shed by a Telemetry watermark.
+    pub shed: u64,
+    /// Times the occupancy reached the high watermark.
+    pub crossings: u64,
+    /// Tokens written to a Drop channel in the current step (settled at its end).
+    arrived: u32,
+    /// Listed for [`TokenArena::settle`] in the current step.
+    unsettled: bool,
 }
 
 impl Ring {
@@ -141,6 +159,10 @@ impl Ring {
     pub fn consumer_finished_before(&self, now: Instant) -> bool {
         self.consumer_finished_at.is_some_and(|c| c < now)
     }
+    /// A `Data` channel above its high watermark: its producer is held back.
+    pub fn watermark_blocks(&self) -> bool {
+        self.above && self.rules.blocks_above()
+    }
 }
 
 /// The arena: one payload allocation and one metadata allocation shared by every channel.
@@ -153,6 +175,9 @@ pub struct TokenArena {
     dead_slots: usize,
     limit_bytes: usize,
     touched: Vec<u32>,
+    /// Channels with policies or watermarks touched in the current step.
+    #[serde(default)]
+    unsettled: Vec<u32>,
     /// Tokens taken (consumed or discarded) from rendezvous (capacity-0) channels since the
     /// last drain: `(channel, count)`; their producers' firings complete (§10).
     #[serde(default)]
@@ -169,6 +194,7 @@ impl TokenArena {
             dead_slots: 0,
             limit_bytes,
             touched: Vec::new(),
+            unsettled: Vec::new(),
             rendezvous_taken: Vec::new(),
         }
     }
@@ -198,6 +224,12 @@ impl TokenArena {
             written: 0,
             consumed: 0,
             discarded: 0,
+            rules: ChannelRules::default(),
+            above: false,
+            shed: 0,
+            crossings: 0,
+            arrived: 0,
+            unsettled: false,
         });
         Ok(self.rings.len() - 1)
     }
@@ -245,28 +277,75 @@ impl TokenArena {
             .saturating_sub(self.rings[ch].occupancy())
     }
 
-    /// Reserves `n` slots for a firing's future output.
+    /// Sets a channel's overflow policy, lane and watermarks. Call it after writing the initial
+    /// tokens: a Drop policy never drops them, but they may stand at or above `high` (judged,
+    /// like everything else, when the first step settles).
+    pub fn set_rules(&mut self, ch: usize, rules: ChannelRules) {
+        let r = &mut self.rings[ch];
+        r.rules = rules;
+        r.arrived = 0;
+        self.mark(ch);
+    }
+
+    /// §4 condition 3 for one output channel whose firing may produce `need` tokens: a Drop
+    /// channel always admits; a `Data` channel above its high watermark holds the producer back;
+    /// otherwise the channel needs room for `need`.
+    pub fn admits(&self, ch: usize, need: u32) -> Admission {
+        let r = &self.rings[ch];
+        if r.rules.drops() {
+            Admission::Room
+        } else if r.watermark_blocks() {
+            Admission::Watermark
+        } else if self.room(ch) < need {
+            Admission::Full
+        } else {
+            Admission::Room
+        }
+    }
+
+    /// Lists a channel with rules for [`TokenArena::settle`].
+    fn mark(&mut self, ch: usize) {
+        let r = &mut self.rings[ch];
+        if !r.unsettled && !r.rules.plain() {
+            r.unsettled = true;
+            self.unsettled.push(ch as u32);
+        }
+    }
+
+    /// Reserves `n` slots for a firing's future output. Drop channels reserve nothing: their
+    /// writes are always accepted and settle at the end of the step.
     pub fn reserve(&mut self, ch: usize, n: u32) {
         let r = &mut self.rings[ch];
+        if r.rules.drops() {
+            return;
+        }
         r.reserved = r.reserved.saturating_add(n);
         r.high_water = r.high_water.max(r.occupancy());
+        self.mark(ch);
     }
 
     /// Returns `n` reserved slots unused (a firing produced less than its maximum).
     pub fn release(&mut self, ch: usize, n: u32) {
         let r = &mut self.rings[ch];
         r.reserved = r.reserved.saturating_sub(n);
+        if n > 0 {
+            self.mark(ch);
+        }
     }
 
     /// Writes one reserved token, visible from `visible`. Returns its sequence number.
-    /// Writes beyond the ring's slots (initial tokens above capacity) grow the ring.
+    /// Writes beyond the ring's slots (initial tokens above capacity, arrivals on a Drop channel
+    /// before the step settles) grow the ring.
     pub fn write(&mut self, ch: usize, token: &[f32], visible: Instant) -> Result<u64, ArenaError> {
         if self.rings[ch].len >= self.rings[ch].slots {
             let want = (self.rings[ch].slots * 2).max(self.rings[ch].len + 1);
             self.resize_ring(ch, want)?;
         }
         let r = &mut self.rings[ch];
-        r.reserved = r.reserved.saturating_sub(1);
+        let drops = r.rules.drops();
+        if !drops {
+            r.reserved = r.reserved.saturating_sub(1);
+        }
         let local = (r.head + r.len) % r.slots;
         let tl = r.token_len;
         let n = tl.min(token.len());
@@ -277,14 +356,22 @@ impl TokenArena {
         r.next_seq += 1;
         r.len += 1;
         r.written += 1;
-        r.high_water = r.high_water.max(r.occupancy());
+        if drops {
+            // The high-water mark of a Drop channel is taken once the step has settled.
+            r.arrived = r.arrived.saturating_add(1);
+        } else {
+            r.high_water = r.high_water.max(r.occupancy());
+        }
+        self.mark(ch);
         Ok(seq)
     }
 
     /// Counts a token written to a channel whose consumer has finished (discarded on arrival).
     pub fn discard_on_arrival(&mut self, ch: usize) {
         let r = &mut self.rings[ch];
-        r.reserved = r.reserved.saturating_sub(1);
+        if !r.rules.drops() {
+            r.reserved = r.reserved.saturating_sub(1);
+        }
         r.next_seq += 1;
         r.written += 1;
         r.discarded += 1;
@@ -353,6 +440,75 @@ impl TokenArena {
             self.rendezvous_taken.push((ch, n));
         }
         self.touched.push(ch as u32);
+        self.mark(ch);
+    }
+
+    /// Drops `n` tokens by policy or watermark: the oldest (`from_back == false`) or the newest.
+    /// Their slots free at the end of the step, like consumed ones.
+    fn shed(&mut self, ch: usize, n: usize, from_back: bool) {
+        let r = &mut self.rings[ch];
+        let n = n.min(r.len);
+        if n == 0 {
+            return;
+        }
+        if !from_back {
+            r.head = (r.head + n) % r.slots;
+        }
+        r.len -= n;
+        r.freed_in_step = r.freed_in_step.saturating_add(n as u32);
+        r.shed += n as u64;
+        self.touched.push(ch as u32);
+    }
+
+    /// Settles the step on channels with policies or watermarks ([`crate::overflow`]): a Drop
+    /// channel holding more than its capacity pays for each arrival that found no room
+    /// (`DropOldest`: its oldest tokens, `DropNewest`: the newest arrivals); a watermarked
+    /// channel whose tokens plus reservations reach `high` crosses it, sheds its oldest tokens
+    /// down to `low` if it is `Telemetry`, and ends the excursion once it is at `low` or below.
+    /// Called at the end of every step (under an IPLS: after its last stage). Returns whether
+    /// it shed a token or ended an excursion (room appeared for the producer).
+    pub fn settle(&mut self) -> bool {
+        let mut list = std::mem::take(&mut self.unsettled);
+        let mut freed = false;
+        for &c in &list {
+            let ch = c as usize;
+            let r = &mut self.rings[ch];
+            r.unsettled = false;
+            let arrived = std::mem::take(&mut r.arrived) as usize;
+            let excess = arrived.min(r.len.saturating_sub(r.capacity as usize));
+            let rules = r.rules;
+            match rules.policy {
+                Policy::DropOldest => self.shed(ch, excess, false),
+                Policy::DropNewest => self.shed(ch, excess, true),
+                Policy::Block => {}
+            }
+            freed |= excess > 0;
+            let r = &mut self.rings[ch];
+            if let Some(w) = rules.watermarks {
+                let in_use = |r: &Ring| (r.len as u32).saturating_add(r.reserved);
+                if !r.above && in_use(r) >= w.high {
+                    r.above = true;
+                    r.crossings += 1;
+                }
+                if r.above && rules.sheds_above() {
+                    let over = in_use(r).saturating_sub(w.low) as usize;
+                    freed |= over > 0 && r.len > 0;
+                    self.shed(ch, over, false);
+                }
+                let r = &mut self.rings[ch];
+                if r.above && in_use(r) <= w.low {
+                    r.above = false;
+                    freed = true;
+                }
+            }
+            if rules.drops() {
+                let r = &mut self.rings[ch];
+                r.high_water = r.high_water.max((r.len as u32).saturating_add(r.reserved));
+            }
+        }
+        list.clear();
+        self.unsettled = list;
+        freed
     }
 
     /// Ends a step: slots freed during it become room for producers.

@@ -209,6 +209,14 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
             .and_then(|w| w.outputs.get(ch.from_tap))
             .map_or(1, |p| p.max_production);
         let r = arena.ring(c);
+        if let (true, Some(w)) = (r.watermark_blocks(), r.rules.watermarks) {
+            // Growth cannot help: the producer waits for the consumer to drain to `low`.
+            mitigations.push(format!(
+                "{} holds its producer at its Data watermark (high {}, low {}) until the consumer drains it to {}: raise `high` above what the consumer needs to fire, or give it lane Telemetry or Control",
+                ch.name, w.high, w.low, w.low
+            ));
+            continue;
+        }
         let at_least = (r.len() as u32)
             .saturating_add(r.reserved)
             .saturating_add(need);
@@ -229,8 +237,14 @@ pub fn artificial(world: &World, plan: &Plan, full: &[usize]) -> DeadlockReport 
             mitigations.push(format!(
                 "raise memory: Parks(max_capacity) above {max_capacity}"
             ));
+            let held = full.iter().any(|&c| arena.ring(c).watermark_blocks());
             format!(
-                "no instant has work; producers wait only for room and every such channel is at max_capacity {max_capacity} (Parks)"
+                "no instant has work; producers wait only for room and every such channel is at max_capacity {max_capacity} (Parks){}",
+                if held {
+                    " or held by a Data watermark, which growth cannot relieve"
+                } else {
+                    ""
+                }
             )
         }
     };
@@ -308,7 +322,10 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                 });
             } else if !r.readiness.ready {
                 let why = match r.readiness.stall() {
-                    Some((reason, crate::ecs::StallOn::Channel(c))) => {
+                    Some((
+                        reason,
+                        crate::ecs::StallOn::Channel(c) | crate::ecs::StallOn::Watermark(c),
+                    )) => {
                         involved.insert(c);
                         mitigations.push(format!(
                             "gate {}: member {name} waits ({}) on {}",

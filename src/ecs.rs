@@ -147,6 +147,9 @@ pub enum StallOn {
     Window,
     /// A scheduler domain's workers.
     Domain(u32),
+    /// A channel whose `Data` watermark holds the producer back (a `CHANNEL_FULL_WAIT` on
+    /// the channel, also counted as the channel's `blocked_by_watermark`).
+    Watermark(usize),
 }
 
 /// The outcome of checking §4 conditions 1–4 for a node at one instant.
@@ -161,6 +164,8 @@ pub struct Readiness {
     pub lacking_inputs: Vec<usize>,
     /// Block channels lacking room for the maximum production (condition 3).
     pub lacking_outputs: Vec<usize>,
+    /// Those of `lacking_outputs` held by a `Data` watermark rather than by capacity.
+    pub watermark_outputs: Vec<usize>,
 }
 
 impl Readiness {
@@ -172,9 +177,14 @@ impl Readiness {
         if let Some(&c) = self.lacking_inputs.first() {
             return Some((StallReason::ChannelEmptyWait, StallOn::Channel(c)));
         }
-        self.lacking_outputs
-            .first()
-            .map(|&c| (StallReason::ChannelFullWait, StallOn::Channel(c)))
+        self.lacking_outputs.first().map(|&c| {
+            let on = if self.watermark_outputs.contains(&c) {
+                StallOn::Watermark(c)
+            } else {
+                StallOn::Channel(c)
+            };
+            (StallReason::ChannelFullWait, on)
+        })
     }
     /// §4 artificial deadlock: conditions 1, 2 and 4 hold but 3 does not.
     pub fn blocked_only_by_room(&self) -> bool {
@@ -300,6 +310,7 @@ impl NodeRuntime {
             })
             .collect();
         let mut lacking_outputs = Vec::new();
+        let mut watermark_outputs = Vec::new();
         for port in &wiring.outputs {
             for oc in &port.channels {
                 let r = arena.ring(oc.channel);
@@ -307,13 +318,20 @@ impl NodeRuntime {
                     continue; // never blocks its producer
                 }
                 // A rendezvous channel (capacity 0, §10) needs no token and no reservation.
-                let lacking = if r.capacity == 0 {
-                    r.occupancy() > 0
-                } else {
-                    arena.room(oc.channel) < port.max_production
-                };
-                if lacking {
-                    lacking_outputs.push(oc.channel);
+                if r.capacity == 0 {
+                    if r.occupancy() > 0 {
+                        lacking_outputs.push(oc.channel);
+                    }
+                    continue;
+                }
+                // Drop channels never block; a Data watermark may (crate::overflow).
+                match arena.admits(oc.channel, port.max_production) {
+                    crate::overflow::Admission::Room => {}
+                    crate::overflow::Admission::Full => lacking_outputs.push(oc.channel),
+                    crate::overflow::Admission::Watermark => {
+                        lacking_outputs.push(oc.channel);
+                        watermark_outputs.push(oc.channel);
+                    }
                 }
             }
         }
@@ -326,6 +344,7 @@ impl NodeRuntime {
             not_due,
             lacking_inputs,
             lacking_outputs,
+            watermark_outputs,
         }
     }
 }
@@ -556,6 +575,8 @@ pub struct Stats {
     pub channel_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
     /// Gate → `GATE_WAIT` counts of its members.
     pub gate_stalls: std::collections::BTreeMap<usize, StallCount>,
+    /// Channel → `CHANNEL_FULL_WAIT` counts of its producer held by a `Data` watermark.
+    pub watermark_stalls: std::collections::BTreeMap<usize, StallCount>,
     /// Gate → how many times it opened.
     pub gate_openings: Vec<u64>,
     /// Dispatch resources (window, domains) → stall counts of the tasks waiting for them.
@@ -617,12 +638,17 @@ impl Stats {
         if let Some((reason, on)) = stall {
             self.node_stalls.entry((n, reason)).or_default().instants += 1;
             self.subject_stall(on, reason).instants += 1;
+            if let StallOn::Watermark(c) = on {
+                self.watermark_stalls.entry(c).or_default().instants += 1;
+            }
         }
     }
 
     fn subject_stall(&mut self, on: StallOn, reason: StallReason) -> &mut StallCount {
         match on {
-            StallOn::Channel(c) => self.channel_stalls.entry((c, reason)).or_default(),
+            StallOn::Channel(c) | StallOn::Watermark(c) => {
+                self.channel_stalls.entry((c, reason)).or_default()
+            }
             StallOn::Gate(g) => self.gate_stalls.entry(g).or_default(),
             other => self.resource_stalls.entry((other, reason)).or_default(),
         }
@@ -638,6 +664,11 @@ impl Stats {
             let c = self.subject_stall(o.on, o.reason);
             c.ticks += d;
             c.longest_ticks = c.longest_ticks.max(d);
+            if let StallOn::Watermark(ch) = o.on {
+                let w = self.watermark_stalls.entry(ch).or_default();
+                w.ticks += d;
+                w.longest_ticks = w.longest_ticks.max(d);
+            }
         }
     }
 }

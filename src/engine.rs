@@ -194,6 +194,7 @@ impl Engine {
                     ))
                 })?;
             }
+            arena.set_rules(idx, ch.rules());
         }
         let mut order = Vec::with_capacity(plan.nodes.len());
         let mut probes = Probes {
@@ -646,7 +647,10 @@ impl Engine {
                 .iter()
                 .copied()
                 .filter(|&c| {
-                    self.plan.channels[c].policy == Policy::Block && arena.ring(c).capacity > 0
+                    // Growth cannot relieve a Data watermark (crate::overflow).
+                    self.plan.channels[c].policy == Policy::Block
+                        && arena.ring(c).capacity > 0
+                        && !arena.ring(c).watermark_blocks()
                 })
                 .collect();
             let pick = growable

@@ -32,6 +32,7 @@ pub mod ecs;
 pub mod engine;
 pub mod error;
 pub mod kernels;
+pub mod overflow;
 pub mod plan;
 pub mod report;
 pub mod scene;

@@ -156,6 +156,17 @@ pub struct PlanChannel {
     pub shape: Shape,
     /// Initial tokens, each expanded to `shape.elements()` values.
     pub initial: Vec<Vec<f32>>,
+    /// `(high, low)`, validated (`0 < low < high ≤ capacity`); absent from the digest input
+    /// when unset, so plans without watermarks keep their digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermarks: Option<(u32, u32)>,
+}
+
+impl PlanChannel {
+    /// The overflow rules the arena applies to this channel ([`crate::overflow`]).
+    pub fn rules(&self) -> crate::overflow::ChannelRules {
+        crate::overflow::ChannelRules::of(self.policy, self.lane, self.watermarks)
+    }
 }
 
 /// The frozen, validated plan. Immutable once built; identified by [`Plan::digest`].
@@ -621,6 +632,14 @@ impl Plan {
                 false,
             );
             let capacity = edge.capacity.unwrap_or(s.defaults.capacity);
+            for (code, field, msg) in crate::overflow::ChannelRules::check(
+                edge.policy,
+                edge.lane,
+                edge.watermarks,
+                capacity,
+            ) {
+                ctx.err(code, format!("{path}.{field}"), msg);
+            }
             let (delay, delay_symbol) = match &edge.delay {
                 DelaySpec::Ticks(d) => (*d, None),
                 DelaySpec::Named(NamedDelay::Symbol(name)) => (0, Some(name.clone())),
@@ -731,6 +750,7 @@ impl Plan {
                 policy: edge.policy,
                 shape: tshape,
                 initial,
+                watermarks: edge.watermarks,
             });
         }
 

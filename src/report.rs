@@ -214,15 +214,21 @@ impl Report {
         let mut channels = Map::new();
         for (c, ch) in plan.channels.iter().enumerate() {
             let r = arena.ring(c);
+            let blocked = stats.watermark_stalls.get(&c).copied().unwrap_or_default();
             let mut entry = json!({
                     "index": c,
                     "capacity": r.capacity,
                     "initial_capacity": ch.capacity,
                     "delay": ch.delay,
+                    "lane": ch.lane,
+                    "policy": ch.policy,
+                    "watermarks": ch.watermarks.map(|(high, low)| json!({"high": high, "low": low})),
                     "high_water": r.high_water,
                     "tokens_written": r.written,
                     "tokens_passed": r.consumed,
-                    "shed": 0,
+                    "shed": r.shed,
+                    "watermark_crossings": r.crossings,
+                    "blocked_by_watermark": stall_json(&blocked),
                     "discarded": r.discarded,
                     "occupancy": r.len(),
                     "closed": r.closed_at.is_some(),
@@ -326,6 +332,25 @@ impl Report {
         if let Some(Value::Object(f)) = self.json.get("firings") {
             let list: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s += &format!("  firings: {}\n", list.join(" "));
+        }
+        if let Some(Value::Object(chs)) = self.json.get("channels") {
+            let count = |key: &str| -> Vec<String> {
+                chs.iter()
+                    .filter_map(|(k, v)| {
+                        let n = v.get(key)?.as_u64()?;
+                        (n > 0).then(|| format!("{k}={n}"))
+                    })
+                    .collect()
+            };
+            for (key, what) in [
+                ("shed", "shed"),
+                ("watermark_crossings", "watermark crossings"),
+            ] {
+                let list = count(key);
+                if !list.is_empty() {
+                    s += &format!("  {what}: {}\n", list.join(" "));
+                }
+            }
         }
         if let Some(Value::Array(g)) = self.json.get("growths")
             && !g.is_empty()

@@ -13,6 +13,10 @@
 //! Firings read the slot table as it stood at the start of the tick (§11) and queue their slot
 //! writes, tagged with their completion tick and canonical position; the table applies them
 //! when time passes that tick, so no read ever sees a write of its own tick.
+//!
+//! Every step ends (under an IPLS: at the barrier of its last stage) by settling the channels
+//! with overflow policies or watermarks: Drop channels pay for the arrivals that found no room,
+//! watermarks are judged — Telemetry sheds, excursions start and end (`crate::overflow`).
 
 use crate::arena::TokenArena;
 use crate::dispatch::Dispatcher;
@@ -57,6 +61,11 @@ pub fn kernel_execute(
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
+        // The step settles on channels with policies or watermarks (crate::overflow); room it
+        // frees is a change (the producer may fire in the next delta).
+        if cx.arena.settle() {
+            cx.step.changed = true;
+        }
         return;
     }
     for group in &staging.stage().groups {
@@ -527,6 +536,12 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
         if cx.staging.feeds_back.contains(n) || (rt.finished() && !was_finished) {
             cx.step.pending = true;
         }
+    }
+    // After the last stage the step settles (crate::overflow), as under `Kpn`: room it frees
+    // is work for the next delta.
+    if cx.staging.current + 1 >= cx.staging.stages.len() && cx.arena.settle() {
+        cx.step.changed = true;
+        cx.step.pending = true;
     }
     cx.arena.end_step();
     // A node whose zero-latency firings just completed may be ready again.

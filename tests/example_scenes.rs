@@ -24,6 +24,7 @@ fn every_example_scene_runs() {
         ("slot_select", 0, "completed"),
         ("strict_quiescent", 3, "deadlock"),
         ("task_window", 0, "completed"),
+        ("telemetry_shed", 0, "completed"),
         ("zero_delay_chain", 0, "completed"),
     ];
     let mut found: Vec<String> = std::fs::read_dir(repo().join("scenes"))

@@ -160,6 +160,8 @@ fn example_scenes_do_not_depend_on_schedule_threads_or_system_order() {
         "gate_sync",
         "ipls_bank",
         "csp_pipeline",
+        "slot_select",
+        "telemetry_shed",
         "pto_vector_diamond",
         "pto2_vector_diamond",
         "pto_matmul_diamond",

@@ -26,15 +26,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
             refuse("R307", format!("{p}.throttle"), "`throttle`");
         }
     }
-    for (i, e) in s.edges.iter().enumerate() {
-        let p = format!("edges[{i}]");
-        if e.policy != Policy::Block {
-            refuse("R312", format!("{p}.policy"), "a `policy` other than Block");
-        }
-        if e.watermarks.is_some() {
-            refuse("R312", format!("{p}.watermarks"), "`watermarks`");
-        }
-    }
     if let Some(w) = &s.task_window
         && w.mode != WindowMode::Stall
     {
