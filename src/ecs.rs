@@ -13,6 +13,10 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+/// The most firings one node may have in flight, even with `concurrency: None` (no queue in the
+/// engine is unbounded, §9); a node at the bound waits as if its concurrency were full.
+pub const MAX_IN_FLIGHT: u32 = 1 << 16;
+
 /// Dense index of a node in plan (canonical) order.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeIx(pub u32);
@@ -124,6 +128,12 @@ pub enum StallReason {
     /// Ready, but no worker of its domain is free (§9).
     #[serde(rename = "DEVICE_BUSY")]
     DeviceBusy,
+    /// A device's per-core-type ready queue is full (CycleSim, §12; never on Reference).
+    #[serde(rename = "READY_QUEUE_FULL")]
+    ReadyQueueFull,
+    /// A device's task ring is exhausted (CycleSim, §12; never on Reference).
+    #[serde(rename = "TASK_RING_FULL")]
+    TaskRingFull,
 }
 
 impl StallReason {
@@ -134,6 +144,8 @@ impl StallReason {
             StallReason::GateWait => "GATE_WAIT",
             StallReason::WindowFull => "WINDOW_FULL",
             StallReason::DeviceBusy => "DEVICE_BUSY",
+            StallReason::ReadyQueueFull => "READY_QUEUE_FULL",
+            StallReason::TaskRingFull => "TASK_RING_FULL",
         }
     }
 }
@@ -293,7 +305,8 @@ impl NodeRuntime {
         let in_flight = self.busy() as u32;
         let free_slots = match wiring.concurrency {
             Some(c) => c.saturating_sub(in_flight),
-            None => u32::MAX,
+            // Unlimited auto-concurrency still keeps the in-flight queue bounded (§9).
+            None => MAX_IN_FLIGHT.saturating_sub(in_flight),
         };
         let not_due = wiring.is_source && (self.remaining == Some(0) || self.next_due > now.tick);
         let lacking_inputs: Vec<usize> = wiring

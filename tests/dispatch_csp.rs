@@ -558,3 +558,26 @@ fn strict_and_artificial_deadlock_reports_name_what_waits_on_what() {
         "raise capacity of src.out->p.in to at least 2"
     );
 }
+
+#[test]
+fn unlimited_concurrency_is_still_a_bounded_queue() {
+    // A source firing every tick with latency 100 000 and `concurrency: None` into an output
+    // that never reserves (unconnected) would hold 100 000 firings in flight; the engine caps a
+    // node at MAX_IN_FLIGHT = 65536 and the node waits from then on.
+    let s = parse(
+        r#"Scene(version: 1, name: "flood",
+        nodes: [Node(name: "src", kernel: Const(value: 1.0), period: Some(1), latency: 100000,
+                     concurrency: None)],
+        edges: [])"#,
+    );
+    let mut e = Engine::from_scene(
+        &s,
+        RunOptions {
+            until: Some(70_000),
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(e.run(), Outcome::LimitReached);
+    assert_eq!(e.report().json["firings"]["src"], 65536);
+}
