@@ -179,6 +179,14 @@ impl Cx<'_> {
             self.events,
             self.stats,
         );
+        if self.staging.ipls()
+            && self.dispatcher.is_some()
+            && wiring.concurrency.is_none_or(|c| rt.busy() < c as usize)
+        {
+            // With dispatch resources a node issues one task per step; a free slot left means
+            // it may issue another in the next delta.
+            self.step.pending = true;
+        }
         if !now_done {
             return;
         }

@@ -581,3 +581,27 @@ fn unlimited_concurrency_is_still_a_bounded_queue() {
     assert_eq!(e.run(), Outcome::LimitReached);
     assert_eq!(e.report().json["firings"]["src"], 65536);
 }
+
+#[test]
+fn one_task_per_step_keeps_ipls_equal_to_kpn() {
+    // With dispatch resources a node issues one task per step. `a` (concurrency 2, latency 5)
+    // gets two tokens at tick 0 (and two at 10): Kpn issues them in consecutive deltas; an IPLS
+    // must also come back at the next delta rather than jump to the next event (tick 5), so
+    // both outputs of each pair arrive together.
+    let s = parse(
+        r#"Scene(version: 1, name: "two_per_tick",
+        nodes: [Node(name: "src", kernel: Ramp(start: 1.0, step: 2.0), period: Some(10), count: Some(2),
+                     taps: {"out": (rate: 2)}),
+                Node(name: "a", kernel: Gain(gain: 2.0), latency: 5, concurrency: Some(2)),
+                Node(name: "p", kernel: Probe)],
+        edges: [Edge(from: "src.out", to: "a.in", capacity: 4),
+                Edge(from: "a.out", to: "p.in", capacity: 4)],
+        task_window: Some((size: 4, mode: Stall, scope: Global)))"#,
+    );
+    for schedule in [None, Some(ScheduleSpec::IplsAuto)] {
+        let e = run_with(&s, &KernelRegistry::default(), schedule.clone());
+        // src writes tokens 1, 3 at tick 0 and 5, 7 at tick 10 (Ramp counts tokens).
+        assert_eq!(ticks(&e, "p"), vec![5, 5, 15, 15], "{schedule:?}");
+        assert_eq!(values(&e, "p"), vec![2.0, 6.0, 10.0, 14.0]);
+    }
+}
