@@ -163,3 +163,83 @@ fn a_probe_gate_member_fires_once_per_opening_and_never_reads_an_invisible_token
     assert_eq!(e.report().json["firings"]["pa"], 1);
     assert_eq!(o, Outcome::Deadlock);
 }
+
+/// §9: "A task holds its window slot and its worker from issue to completion." `g`'s second
+/// task (RoundRobin → domain 1, start 5, completes 6) completes before its first (domain 0,
+/// behind `h1`/`h2` on the issue timeline: start 15, completes 16). Its window slot is only
+/// returned when the firing is *written out* (in firing order, at 16), so `q`, due at 7 and
+/// waiting `WINDOW_FULL`, is issued at 16 (token at 21) instead of 7 (start 12, token at 12).
+const OUT_OF_ORDER_COMPLETION: &str = r#"Scene(version: 1, name: "ooo",
+    nodes: [
+        Node(name: "h1", kernel: Const(value: 1.0), count: Some(1), latency: 100, domain: Some(0)),
+        Node(name: "h2", kernel: Const(value: 2.0), count: Some(1), latency: 100, domain: Some(0)),
+        Node(name: "sg", kernel: Const(value: 3.0), count: Some(1), offset: 50),
+        Node(name: "g", kernel: Gain(gain: 2.0), latency: 1, concurrency: Some(2)),
+        Node(name: "q", kernel: Const(value: 4.0), count: Some(1), offset: 7, domain: Some(1)),
+        Node(name: "p1", kernel: Probe), Node(name: "p2", kernel: Probe),
+        Node(name: "pg", kernel: Probe), Node(name: "pq", kernel: Probe),
+    ],
+    edges: [
+        Edge(from: "h1.out", to: "p1.in"), Edge(from: "h2.out", to: "p2.in"),
+        Edge(from: "sg.out", to: "g.in", capacity: 4, initial: [1.0, 2.0]),
+        Edge(from: "g.out", to: "pg.in", capacity: 4),
+        Edge(from: "q.out", to: "pq.in"),
+    ],
+    dispatch: Some((domains: 2, policy: RoundRobin, dispatch_cost: 5, workers: None)),
+    task_window: Some((size: 4, mode: Stall, scope: Global)),
+)"#;
+
+#[test]
+fn a_task_completing_out_of_order_frees_its_window_slot_at_its_completion() {
+    let (_, e) = run_mode(OUT_OF_ORDER_COMPLETION, ScheduleSpec::Kpn);
+    // g's outputs are still written in firing order, both at 16.
+    assert_eq!(ticks(&e, "pg")[..2], [16, 16]);
+    assert_eq!(ticks(&e, "pq"), vec![12], "g's 2nd task held its slot past its completion");
+}
+
+/// §20 cancellation: `cancel_at(T)` processes every instant with tick ≤ T, then the run ends
+/// `cancelled` with `end_tick = T`. With `until: 100` and the next event at 200, the jump
+/// check ends the run `limit_reached` at 100 instead — past the cancel fence at 5. (With
+/// `until: 300` the same scene correctly ends `cancelled` at 5.)
+#[test]
+fn cancel_at_before_until_wins_even_when_the_next_event_is_past_until() {
+    let text = r#"Scene(version: 1, name: "cancel_lim",
+        nodes: [
+            Node(name: "s", kernel: Const(value: 1.0), count: Some(2), period: Some(200)),
+            Node(name: "p", kernel: Probe),
+        ],
+        edges: [Edge(from: "s.out", to: "p.in")],
+        run: (until: Some(100)),
+    )"#;
+    for schedule in [ScheduleSpec::Kpn, ScheduleSpec::IplsAuto] {
+        let mut e = Engine::from_scene(
+            &parse(text),
+            RunOptions {
+                schedule: Some(schedule.clone()),
+                ..RunOptions::default()
+            },
+        )
+        .expect("scene plans");
+        e.cancel_at(5);
+        assert_eq!(e.run(), Outcome::Cancelled, "{schedule:?}");
+        assert_eq!(e.report().json["end_tick"], 5, "{schedule:?}");
+    }
+}
+
+/// §4 condition 4 ("`period` ticks after its previous firing started"): a source whose next
+/// due tick would pass `u64::MAX` saturates to `u64::MAX` and then fires again at every delta
+/// of tick `u64::MAX`, forever (`until` cannot stop it: the tick never passes it). It should
+/// fire once at `u64::MAX - 2` and never again. Bounded here by `max_steps`.
+#[test]
+fn a_source_period_never_saturates_into_a_same_tick_refire() {
+    let text = r#"Scene(version: 1, name: "huge",
+        nodes: [
+            Node(name: "s", kernel: Const(value: 1.0), offset: 18446744073709551613, period: Some(5)),
+            Node(name: "p", kernel: Probe),
+        ],
+        edges: [Edge(from: "s.out", to: "p.in")],
+        run: (max_steps: Some(200)),
+    )"#;
+    let (_, e) = run(&parse(text));
+    assert_eq!(e.report().json["firings"]["s"], 1);
+}
