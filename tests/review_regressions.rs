@@ -243,3 +243,32 @@ fn a_source_period_never_saturates_into_a_same_tick_refire() {
     let (_, e) = run(&parse(text));
     assert_eq!(e.report().json["firings"]["s"], 1);
 }
+
+/// §13 "Never a panic on any input". A gated `Probe` with a gathering input (`SumFanIn`) under
+/// an uncontended task window: the probe is admitted twice (probe shortcut + its gate unit),
+/// the second firing pops from the now-empty channels and `consume_inputs` slices past the
+/// popped parts: panic at src/ecs.rs (`range end index 1 out of range for slice of length 0`),
+/// CLI exit 1. Under `IplsAuto` it completes.
+#[test]
+fn a_gated_gathering_probe_under_dispatch_does_not_panic() {
+    let text = r#"Scene(version: 1, name: "gate_probe_gather",
+        nodes: [
+            Node(name: "s1", kernel: Const(value: 1.0), count: Some(1)),
+            Node(name: "s2", kernel: Const(value: 2.0), count: Some(1)),
+            Node(name: "pa", kernel: Probe, taps: {"in": (adapter: SumFanIn)}),
+            Node(name: "sb", kernel: Const(value: 7.0), count: Some(1)),
+            Node(name: "gb", kernel: Copy),
+            Node(name: "pb", kernel: Probe),
+        ],
+        edges: [
+            Edge(from: "s1.out", to: "pa.in"), Edge(from: "s2.out", to: "pa.in"),
+            Edge(from: "sb.out", to: "gb.in"),
+            Edge(from: "gb.out", to: "pb.in"),
+        ],
+        gates: [Gate(name: "g", members: ["pa", "gb"])],
+        task_window: Some((size: 8, mode: Stall, scope: Global)),
+    )"#;
+    let (o, e) = run_mode(text, ScheduleSpec::Kpn);
+    assert_eq!(o, Outcome::Completed);
+    assert_eq!(values(&e, "pa"), vec![3.0]);
+}
