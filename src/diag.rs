@@ -18,6 +18,9 @@ pub struct BlockedNode {
     /// The gate it waits on (`GATE_WAIT`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// The dispatch resource it waits on (`WINDOW_FULL`: "task window"; `DEVICE_BUSY`: "domain d").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// The task window at the end of the run (§13: utilisation and high-water mark).
@@ -112,9 +115,10 @@ impl DeadlockReport {
             );
         }
         for b in &self.blocked {
-            let on = match &b.gate {
-                Some(g) => format!("gate {g}"),
-                None => b.channels.join(", "),
+            let on = match (&b.gate, &b.resource) {
+                (Some(g), _) => format!("gate {g}"),
+                (None, Some(r)) => r.clone(),
+                (None, None) => b.channels.join(", "),
             };
             s += &format!("  blocked: {} — {} on {on}\n", b.node, b.reason);
         }
@@ -173,6 +177,7 @@ fn blocked_nodes(world: &World, plan: &Plan) -> (Vec<BlockedNode>, BTreeSet<usiz
                 .map(|&c| plan.channels[c].name.clone())
                 .collect(),
             gate: None,
+            resource: None,
         });
     }
     (blocked, involved)
@@ -346,6 +351,7 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                 reason: StallReason::GateWait.code(),
                 channels: Vec::new(),
                 gate: Some(g.name.clone()),
+                resource: None,
             });
         }
         gates.push(GateState {
@@ -396,13 +402,14 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
         }
         let on = match o.on {
             crate::ecs::StallOn::Domain(d) => format!("domain {d}"),
-            _ => "the task window".to_string(),
+            _ => "task window".to_string(),
         };
         blocked.push(BlockedNode {
             node: plan.nodes[i].name.clone(),
             reason: o.reason.code(),
             channels: Vec::new(),
             gate: None,
+            resource: Some(on.clone()),
         });
         mitigations.push(match o.reason {
             StallReason::WindowFull => {
@@ -414,7 +421,7 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                 )
             }
             _ => format!(
-                "raise dispatch workers so {} gets a worker of {on}",
+                "raise dispatch workers so {} gets a worker ({on} is busy)",
                 plan.nodes[i].name
             ),
         });
@@ -438,6 +445,7 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                     .map(|&c| plan.channels[c].name.clone())
                     .collect(),
                 gate: None,
+                resource: None,
             });
         }
     }

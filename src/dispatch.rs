@@ -31,6 +31,7 @@
 //! assert!(matches!((a, b), (Admit::Issued(x), Admit::Issued(y)) if x.domain == 0 && y.domain == 1));
 //! assert_eq!(d.try_issue(2, 0, 0), Admit::DeviceBusy(0)); // domain 0 has no free worker
 //! assert_eq!(d.try_issue(3, 0, 0), Admit::DeviceBusy(1)); // nor domain 1
+//! d.begin_step(); // a later step: t0's task completes at tick 5
 //! if let Admit::Issued(t) = a { d.retire(t, 5); }
 //! // Node 2 kept domain 0 and gets its worker back; node 3 keeps domain 1 and still waits.
 //! assert!(matches!(d.try_issue(2, 0, 5), Admit::Issued(t) if t.domain == 0));
@@ -208,6 +209,8 @@ pub struct Ticket {
     pub start: u64,
     /// The tick it was issued at.
     pub issued: u64,
+    /// The step (dispatch's step counter) it was issued in.
+    pub step: u64,
 }
 
 /// The outcome of asking dispatch to issue a task.
@@ -247,6 +250,9 @@ pub struct Dispatcher {
     deferred: Vec<Ticket>,
     /// FNV-1a-64 of each node's name (for `Hash`).
     pub name_hash: Vec<u64>,
+    /// Steps begun so far: a task retired in the step that issued it frees its resources at the
+    /// next step.
+    step: u64,
 }
 
 impl Dispatcher {
@@ -269,6 +275,7 @@ impl Dispatcher {
             window_high_water: 0,
             deferred: Vec::new(),
             name_hash: vec![0; n],
+            step: 0,
             config,
         }
     }
@@ -399,21 +406,28 @@ impl Dispatcher {
             domain: d,
             start,
             issued: tick,
+            step: self.step,
         })
     }
 
-    /// A task completed at `tick`: its worker and window slot free now, or — when it completes
-    /// in the step that issued it (`L = 0`) — at the next step.
-    pub fn retire(&mut self, ticket: Ticket, tick: u64) {
-        if ticket.issued == tick {
+    /// A task completed: its worker and window slot free now, or — when it completes in the
+    /// step that issued it (`L = 0`) — at the next step.
+    pub fn retire(&mut self, ticket: Ticket, _tick: u64) {
+        if ticket.step == self.step {
             self.deferred.push(ticket);
         } else {
             self.release(ticket);
         }
     }
 
-    /// Frees the resources of tasks retired in the previous step.
+    /// Resources freed at the next step: the step must be followed by another at `δ+1`.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Frees the resources of tasks retired in the previous step and starts a new step.
     pub fn begin_step(&mut self) {
+        self.step += 1;
         let deferred = std::mem::take(&mut self.deferred);
         for t in &deferred {
             self.release(*t);

@@ -88,6 +88,8 @@ pub struct NodeWiring {
     /// `latency: Measured`: the measured wall-clock time becomes the latency.
     pub measured_latency: bool,
     pub tick_hz: f64,
+    /// Some output channel is a rendezvous (capacity 0, §10).
+    pub rendezvous_out: bool,
 }
 
 /// A firing issued and not yet written out (a *task*, §9).
@@ -492,14 +494,22 @@ pub fn write_out_completed(
     failure
 }
 
-/// Marks the oldest in-flight firing due at `tick` as completed.
-pub fn complete_due(rt: &mut NodeRuntime, tick: u64) -> bool {
+/// Marks the oldest in-flight firing due at `tick` as completed. Its dispatch ticket is retired
+/// at once (a task holds its resources until its own completion, even when earlier firings of
+/// the node are still running, §9) — unless the node writes rendezvous channels, whose firings
+/// stay in flight until their tokens are taken (§10).
+pub fn complete_due(rt: &mut NodeRuntime, wiring: &NodeWiring, tick: u64) -> bool {
     if let Some(f) = rt
         .in_flight
         .iter_mut()
         .find(|f| !f.done && f.complete_at <= tick)
     {
         f.done = true;
+        if !wiring.rendezvous_out
+            && let Some(t) = f.ticket.take()
+        {
+            rt.retired.push(t);
+        }
         return true;
     }
     false
@@ -1028,9 +1038,15 @@ pub fn book_firing(
     if wiring.is_source {
         rt.remaining = rt.remaining.map(|r| r.saturating_sub(1));
         if let Some(period) = wiring.period {
-            rt.next_due = now.tick.saturating_add(period);
-            if rt.remaining != Some(0) {
-                events.push_wake(rt.next_due);
+            match now.tick.checked_add(period) {
+                Some(due) => {
+                    rt.next_due = due;
+                    if rt.remaining != Some(0) {
+                        events.push_wake(due);
+                    }
+                }
+                // The next firing would lie beyond the last representable tick: none is left.
+                None => rt.remaining = Some(0),
             }
         }
     }

@@ -270,6 +270,11 @@ impl Engine {
                 timed: n.timing == crate::scene::Timing::Measure || n.measured_latency,
                 measured_latency: n.measured_latency,
                 tick_hz: plan.tick_hz,
+                rendezvous_out: n
+                    .outputs
+                    .iter()
+                    .flat_map(|t| &t.channels)
+                    .any(|&c| plan.channels[c].capacity == 0),
             };
             let runtime = NodeRuntime {
                 next_due: n.offset,
@@ -557,7 +562,10 @@ impl Engine {
         if let Some(o) = self.outcome {
             return StepStatus::Ended(o);
         }
-        let due = self.cancel_at.filter(|&t| self.next.tick > t);
+        // `cancel_at` and `until` are both fences; the earlier one ends the run (a tie cancels).
+        let due = self
+            .cancel_at
+            .filter(|&t| self.next.tick > t && self.until.is_none_or(|u| t <= u));
         if self.cancel.is_cancelled() || due.is_some() {
             self.cancelled_at = Some(self.next);
             self.cancel_end = Some(due.unwrap_or(self.last_processed.map_or(0, |i| i.tick)));
@@ -589,10 +597,16 @@ impl Engine {
         }
         self.steps += 1;
         self.last_processed = Some(now);
-        let (changed, pending, fired, failure) = {
+        let (changed, mut pending, fired, failure) = {
             let mut st = self.world.resource_mut::<StepState>();
             (st.changed, st.pending, st.fired, st.failure.take())
         };
+        // Window slots and workers freed at the next step are work for the next delta.
+        if let Some(d) = self.world.get_resource::<crate::dispatch::Dispatcher>()
+            && d.has_deferred()
+        {
+            pending = true;
+        }
         if let Some(f) = failure {
             self.failure = Some(f);
             return self.end(Outcome::Failed);
@@ -613,8 +627,9 @@ impl Engine {
         }
         if let Some(t) = self.world.resource::<Events>().0.next_tick() {
             self.next = crate::time::Instant::new(t, 0);
-            if self.until.is_some_and(|u| t > u) {
-                return self.end(Outcome::LimitReached);
+            if self.until.is_some_and(|u| t > u) || self.cancel_at.is_some_and(|c| t > c) {
+                // The next event lies past a fence: let the fence checks above decide.
+                return self.step();
             }
             return StepStatus::Running;
         }

@@ -649,6 +649,18 @@ impl Plan {
             };
             let fport = &nodes[fnode].outputs[ftap];
             let tport = &nodes[tnode].inputs[ttap];
+            if capacity == 0 && tport.rate > fport.rate {
+                // §10: the producer fires only into an empty rendezvous, so the channel never
+                // holds more than one firing's tokens.
+                ctx.err(
+                    "E244",
+                    format!("{path}.capacity"),
+                    format!(
+                        "rendezvous channel (capacity 0) `{}` → `{}`: the consumer takes {} tokens per firing but the producer writes at most {} before it must wait for them to be taken (use a capacity of at least {})",
+                        edge.from, edge.to, tport.rate, fport.rate, tport.rate
+                    ),
+                );
+            }
             let (fshape, tshape) = (fport.shape, tport.shape);
             // What the channel carries: the producer's token, or its part under a split.
             let wshape = match fport.adapter {

@@ -121,7 +121,7 @@ pub fn delay_expiry(
         let Ok((mut rt, wiring)) = nodes.get_mut(entity) else {
             continue;
         };
-        if complete_due(&mut rt, now.tick) {
+        if complete_due(&mut rt, wiring, now.tick) {
             out.complete(n as usize, &mut rt, wiring);
         }
     }

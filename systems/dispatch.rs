@@ -80,7 +80,7 @@ pub fn dispatch(
         let Some((rt, wiring)) = get(i) else {
             continue;
         };
-        if wiring.is_probe {
+        if wiring.is_probe && staging.gate_of[i].is_none() {
             let latency = device.latency(wiring);
             // Bookkeeping: no task, no window slot, no worker.
             let allowed = if staging.gate_of[i].is_some() {

@@ -45,7 +45,11 @@ fn ipls_issues_the_next_concurrent_task_in_the_next_delta_like_kpn() {
     assert_eq!(ticks(&kpn, "p"), vec![5, 5, 10, 105]);
     let (oi, ipls) = run_mode(CONCURRENT_UNCONTENDED, ScheduleSpec::IplsAuto);
     assert_eq!(oi, Outcome::Completed);
-    assert_eq!(ticks(&ipls, "p"), ticks(&kpn, "p"), "IplsAuto differs from Kpn");
+    assert_eq!(
+        ticks(&ipls, "p"),
+        ticks(&kpn, "p"),
+        "IplsAuto differs from Kpn"
+    );
     assert_eq!(
         ipls.report().json["output_digest"],
         kpn.report().json["output_digest"]
@@ -74,7 +78,11 @@ fn ipls_does_not_skip_a_tick_when_a_window_slot_frees_in_the_next_delta() {
     let (_, kpn) = run_mode(WINDOW_RELEASE, ScheduleSpec::Kpn);
     assert_eq!(ticks(&kpn, "pb"), vec![0, 10]);
     let (_, ipls) = run_mode(WINDOW_RELEASE, ScheduleSpec::IplsAuto);
-    assert_eq!(ticks(&ipls, "pb"), vec![0, 10], "b was held back a whole tick");
+    assert_eq!(
+        ticks(&ipls, "pb"),
+        vec![0, 10],
+        "b was held back a whole tick"
+    );
 }
 
 const RENDEZVOUS_RELEASE: &str = r#"Scene(version: 1, name: "rv_defer",
@@ -107,7 +115,8 @@ fn ipls_does_not_skip_a_tick_after_a_rendezvous_release() {
 /// §6: a gate's members are one unit dispatched together; "if the unit does not fit, none of
 /// them fires". A `Probe` member is admitted by dispatch's probe shortcut before (and besides)
 /// its unit: here `h` holds the only window slot until 10, `gb` is refused, yet `pa` fires
-/// alone at 0. Correct: both fire at 10 (pb = [10]).
+/// alone at 0. Correct: both fire at 10 (pb = [10], then 100 when `sa` refills both taps; `pa`
+/// records the initial token's visible tick 0).
 const GATE_PROBE_REFUSED: &str = r#"Scene(version: 1, name: "gate_probe3",
     nodes: [
         Node(name: "h", kernel: Const(value: 9.0), count: Some(1), latency: 10, lane: Control),
@@ -129,7 +138,13 @@ const GATE_PROBE_REFUSED: &str = r#"Scene(version: 1, name: "gate_probe3",
 fn a_probe_gate_member_never_fires_without_its_unit() {
     for mode in [ScheduleSpec::Kpn, ScheduleSpec::IplsAuto] {
         let (_, e) = run_mode(GATE_PROBE_REFUSED, mode.clone());
-        assert_eq!(ticks(&e, "pb"), vec![10], "{mode:?}: gb must fire with pa at 10");
+        // The unit fires at 10, when h's slot frees, and again at 100 when sa refills both.
+        assert_eq!(
+            ticks(&e, "pb"),
+            vec![10, 100],
+            "{mode:?}: gb must fire with pa at 10"
+        );
+        assert_eq!(ticks(&e, "pa"), vec![0, 100], "{mode:?}");
     }
 }
 
@@ -159,7 +174,11 @@ const GATE_PROBE_TWICE: &str = r#"Scene(version: 1, name: "gate_probe2",
 #[test]
 fn a_probe_gate_member_fires_once_per_opening_and_never_reads_an_invisible_token() {
     let (o, e) = run_mode(GATE_PROBE_TWICE, ScheduleSpec::Kpn);
-    assert_eq!(ticks(&e, "pa"), vec![5], "pa consumed a token before it was visible");
+    assert_eq!(
+        ticks(&e, "pa"),
+        vec![5],
+        "pa consumed a token before it was visible"
+    );
     assert_eq!(e.report().json["firings"]["pa"], 1);
     assert_eq!(o, Outcome::Deadlock);
 }
@@ -194,7 +213,11 @@ fn a_task_completing_out_of_order_frees_its_window_slot_at_its_completion() {
     let (_, e) = run_mode(OUT_OF_ORDER_COMPLETION, ScheduleSpec::Kpn);
     // g's outputs are still written in firing order, both at 16.
     assert_eq!(ticks(&e, "pg")[..2], [16, 16]);
-    assert_eq!(ticks(&e, "pq"), vec![12], "g's 2nd task held its slot past its completion");
+    assert_eq!(
+        ticks(&e, "pq"),
+        vec![12],
+        "g's 2nd task held its slot past its completion"
+    );
 }
 
 /// §20 cancellation: `cancel_at(T)` processes every instant with tick ≤ T, then the run ends
