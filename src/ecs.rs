@@ -1101,3 +1101,15 @@ pub fn release_rendezvous(rt: &mut NodeRuntime, ch: usize, n: usize) -> bool {
     rt.retired.extend(retired);
     rt.rendezvous.len() != before
 }
+
+/// Hands the tickets of a node's retired tasks back to dispatch (dropped when there is none).
+pub fn retire_tickets(
+    rt: &mut NodeRuntime,
+    dispatcher: Option<&mut crate::dispatch::Dispatcher>,
+    tick: u64,
+) {
+    match dispatcher {
+        Some(d) => rt.retired.drain(..).for_each(|t| d.retire(t, tick)),
+        None => rt.retired.clear(),
+    }
+}

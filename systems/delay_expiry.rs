@@ -45,11 +45,7 @@ impl Out<'_> {
         ) {
             self.step.failure = Some(f);
         }
-        let tick = self.now.tick;
-        match self.dispatcher.as_deref_mut() {
-            Some(d) => rt.retired.drain(..).for_each(|t| d.retire(t, tick)),
-            None => rt.retired.clear(),
-        }
+        retire_tickets(rt, self.dispatcher.as_deref_mut(), self.now.tick);
         if rt.finished() && !was_finished {
             self.step.pending = true;
         }

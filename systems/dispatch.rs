@@ -46,20 +46,20 @@ pub fn dispatch(
     step.tickets.resize(order.0.len(), None);
     let get = |i: usize| order.0.get(i).and_then(|&e| nodes.get(e).ok());
     let Some(mut disp) = dispatcher else {
-        for i in step.ready.ones() {
+        let ready = std::mem::take(&mut step.ready);
+        for i in ready.ones() {
             let Some((rt, wiring)) = get(i) else {
                 continue;
             };
-            let latency = device.latency(wiring);
+            // A gate's members fire once per opening; others up to their free slots.
             let allowed = if staging.gate_of[i].is_some() {
                 1
             } else {
                 rt.readiness.free_slots
             };
-            step.enabled.push((i as u32, latency, allowed));
-            step.admitted.insert(i);
-            step.grants[i] = (latency, allowed);
+            admit(step, i, device.latency(wiring), allowed, None);
         }
+        step.ready = ready;
         return;
     };
     let disp = &mut *disp;
@@ -70,27 +70,19 @@ pub fn dispatch(
         .collect();
     candidates.sort_unstable();
     let mut gates_done = fixedbitset::FixedBitSet::with_capacity(staging.gates.len());
-    let admit = |step: &mut StepState, i: usize, latency: u64, ticket| {
-        step.enabled.push((i as u32, latency, 1));
-        step.admitted.insert(i);
-        step.grants[i] = (latency, 1);
-        step.tickets[i] = ticket;
-    };
     for (_, i) in candidates {
         let Some((rt, wiring)) = get(i) else {
             continue;
         };
         if wiring.is_probe && staging.gate_of[i].is_none() {
-            let latency = device.latency(wiring);
             // Bookkeeping: no task, no window slot, no worker.
-            let allowed = if staging.gate_of[i].is_some() {
-                1
-            } else {
-                rt.readiness.free_slots
-            };
-            step.enabled.push((i as u32, latency, allowed));
-            step.admitted.insert(i);
-            step.grants[i] = (latency, allowed);
+            admit(
+                step,
+                i,
+                device.latency(wiring),
+                rt.readiness.free_slots,
+                None,
+            );
             stats.observe_stall(i, None, now);
             continue;
         }
@@ -150,7 +142,7 @@ pub fn dispatch(
         match refused {
             None => {
                 for (m, l, t) in issued {
-                    admit(step, m, l, t);
+                    admit(step, m, l, 1, t);
                     stats.observe_stall(m, None, now);
                 }
             }
@@ -164,4 +156,18 @@ pub fn dispatch(
             }
         }
     }
+}
+
+/// Admits node `i` for `allowed` firings of latency `latency`, with its dispatch ticket.
+fn admit(
+    step: &mut StepState,
+    i: usize,
+    latency: u64,
+    allowed: u32,
+    ticket: Option<crate::dispatch::Ticket>,
+) {
+    step.enabled.push((i as u32, latency, allowed));
+    step.admitted.insert(i);
+    step.grants[i] = (latency, allowed);
+    step.tickets[i] = ticket;
 }

@@ -215,11 +215,7 @@ impl Cx<'_> {
 
     /// Hands the tickets of the node's retired tasks back to dispatch.
     fn retire(&mut self, rt: &mut NodeRuntime) {
-        let tick = self.now.tick;
-        match self.dispatcher.as_deref_mut() {
-            Some(d) => rt.retired.drain(..).for_each(|t| d.retire(t, tick)),
-            None => rt.retired.clear(),
-        }
+        retire_tickets(rt, self.dispatcher.as_deref_mut(), self.now.tick);
     }
 
     /// Re-checks §4 conditions 1–4 before a further firing in the same step.
