@@ -378,6 +378,14 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
     })
 }
 
+/// The device's heap-ring use, for a mitigation's wording.
+fn stats_hint(world: &World) -> String {
+    world
+        .get_resource::<crate::device::ActiveDevice>()
+        .and_then(|d| d.0.report().get("heap_ring").cloned())
+        .map_or_else(|| "?".to_string(), |h| format!("{}", h["in_use"]))
+}
+
 /// No instant has work, yet ready tasks wait for a window slot or a worker that no task in
 /// flight will ever free (every holder waits too, e.g. on a rendezvous). Kind `resource`.
 pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
@@ -390,7 +398,14 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
         let Some(o) = open else {
             continue;
         };
-        if !matches!(o.reason, StallReason::WindowFull | StallReason::DeviceBusy) {
+        if !matches!(
+            o.reason,
+            StallReason::WindowFull
+                | StallReason::DeviceBusy
+                | StallReason::TaskRingFull
+                | StallReason::HeapArenaFull
+                | StallReason::ReadyQueueFull
+        ) {
             continue;
         }
         if order
@@ -402,6 +417,9 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
         }
         let on = match o.on {
             crate::ecs::StallOn::Domain(d) => format!("domain {d}"),
+            crate::ecs::StallOn::TaskRing => "task ring".to_string(),
+            crate::ecs::StallOn::HeapRing => "heap ring".to_string(),
+            crate::ecs::StallOn::ReadyQueue(d) => format!("ready queue of domain {d}"),
             _ => "task window".to_string(),
         };
         blocked.push(BlockedNode {
@@ -420,6 +438,19 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                     plan.nodes[i].name
                 )
             }
+            StallReason::TaskRingFull => format!(
+                "raise the device profile's task_ring so {} can be submitted (the ring is reclaimed in order)",
+                plan.nodes[i].name
+            ),
+            StallReason::HeapArenaFull => format!(
+                "raise the device profile's heap_ring_bytes ({} bytes held by tasks in flight) so {} can be submitted",
+                stats_hint(world),
+                plan.nodes[i].name
+            ),
+            StallReason::ReadyQueueFull => format!(
+                "raise the device profile's ready_queue_depth so {} can be queued",
+                plan.nodes[i].name
+            ),
             _ => format!(
                 "raise dispatch workers so {} gets a worker ({on} is busy)",
                 plan.nodes[i].name

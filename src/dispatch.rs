@@ -202,11 +202,14 @@ impl DispatchConfig {
     }
 }
 
-/// An issued task: its domain and start tick (completion is `start + L`).
+/// An issued task: its domain and start tick (completion is `start + L`, or the device's
+/// `finish` when a device placed it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     pub domain: u32,
     pub start: u64,
+    /// The device's placement (completion tick, ring token, core span), when one was asked.
+    pub placed: Option<crate::device::Placement>,
     /// The tick it was issued at.
     pub issued: u64,
     /// The step (dispatch's step counter) it was issued in.
@@ -223,6 +226,8 @@ pub enum Admit {
     DeviceBusy(u32),
     /// A hook returned a domain out of range: the run fails (E401).
     BadHook(u32),
+    /// The device cannot take the task now (a ring or ready queue is full).
+    Device(u32, crate::device::DeviceStall),
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -253,6 +258,8 @@ pub struct Dispatcher {
     /// Steps begun so far: a task retired in the step that issued it frees its resources at the
     /// next step.
     step: u64,
+    /// Device tokens of released tasks, handed to the device by [`Dispatcher::take_released`].
+    released: Vec<u64>,
 }
 
 impl Dispatcher {
@@ -276,6 +283,7 @@ impl Dispatcher {
             deferred: Vec::new(),
             name_hash: vec![0; n],
             step: 0,
+            released: Vec::new(),
             config,
         }
     }
@@ -366,6 +374,19 @@ impl Dispatcher {
 
     /// [`Dispatcher::try_issue`] with the node's name (for hooks).
     pub fn try_issue_named(&mut self, node: usize, name: &str, firing: u64, tick: u64) -> Admit {
+        self.try_issue_on(node, name, firing, tick, None)
+    }
+
+    /// Tries to issue a task and, when `device` is given, has the device place it: a device
+    /// that cannot take it leaves dispatch untouched (`Admit::Device`).
+    pub fn try_issue_on(
+        &mut self,
+        node: usize,
+        name: &str,
+        firing: u64,
+        tick: u64,
+        device: Option<&mut dyn crate::device::Device>,
+    ) -> Admit {
         let d = match self.choose(node, firing, tick, name) {
             Ok(d) => d,
             Err(bad) => return Admit::BadHook(bad),
@@ -382,6 +403,20 @@ impl Dispatcher {
         {
             return Admit::DeviceBusy(d);
         }
+        let start = tick
+            .max(self.loads[di].issue_free)
+            .saturating_add(self.config.dispatch_cost);
+        let placed = match device {
+            Some(dev) => match dev.place(&crate::device::TaskRequest {
+                node,
+                domain: d,
+                start_tick: start,
+            }) {
+                Ok(p) => Some(p),
+                Err(stall) => return Admit::Device(d, stall),
+            },
+            None => None,
+        };
         // Issued: commit.
         if let Some(k) = self.kept.get_mut(node) {
             *k = None;
@@ -392,9 +427,6 @@ impl Dispatcher {
             self.window_high_water = self.window_high_water.max(self.window_used());
         }
         let load = &mut self.loads[di];
-        let start = tick
-            .max(load.issue_free)
-            .saturating_add(self.config.dispatch_cost);
         load.issue_free = start;
         load.in_flight += 1;
         load.busy_workers += 1;
@@ -405,6 +437,7 @@ impl Dispatcher {
         Admit::Issued(Ticket {
             domain: d,
             start,
+            placed,
             issued: tick,
             step: self.step,
         })
@@ -436,7 +469,15 @@ impl Dispatcher {
         self.deferred.clear();
     }
 
+    /// Device tokens of tasks released since the last call (the device reclaims them).
+    pub fn take_released(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.released)
+    }
+
     fn release(&mut self, t: Ticket) {
+        if let Some(p) = t.placed {
+            self.released.push(p.token);
+        }
         let di = (t.domain as usize).min(self.loads.len() - 1);
         let load = &mut self.loads[di];
         load.in_flight = load.in_flight.saturating_sub(1);

@@ -136,6 +136,9 @@ pub enum StallReason {
     /// A device's task ring is exhausted (CycleSim, §12; never on Reference).
     #[serde(rename = "TASK_RING_FULL")]
     TaskRingFull,
+    /// A device's heap ring has no room for the task's outputs (CycleSim, §12).
+    #[serde(rename = "HEAP_ARENA_FULL")]
+    HeapArenaFull,
 }
 
 impl StallReason {
@@ -148,6 +151,7 @@ impl StallReason {
             StallReason::DeviceBusy => "DEVICE_BUSY",
             StallReason::ReadyQueueFull => "READY_QUEUE_FULL",
             StallReason::TaskRingFull => "TASK_RING_FULL",
+            StallReason::HeapArenaFull => "HEAP_ARENA_FULL",
         }
     }
 }
@@ -161,6 +165,10 @@ pub enum StallOn {
     Window,
     /// A scheduler domain's workers.
     Domain(u32),
+    /// A device resource: the task ring, the heap ring, or a domain's ready queue (CycleSim).
+    TaskRing,
+    HeapRing,
+    ReadyQueue(u32),
     /// A channel whose `Data` watermark holds the producer back (a `CHANNEL_FULL_WAIT` on
     /// the channel, also counted as the channel's `blocked_by_watermark`).
     Watermark(usize),

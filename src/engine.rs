@@ -2,7 +2,7 @@
 //! superdense time (SPEC §2), deciding termination (§4) when no instant has work.
 
 use crate::arena::TokenArena;
-use crate::device::Device;
+use crate::device::{ActiveDevice, Device};
 use crate::diag::{self, DeadlockReport};
 use crate::ecs::*;
 use crate::error::{Diagnostic, Error, Result};
@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub max_arena_bytes: usize,
     /// Runs the scene under this schedule instead of its own (`--schedule`).
     pub schedule: Option<ScheduleSpec>,
+    /// Runs the scene on this device instead of its own (`--device`).
+    pub device: Option<crate::scene::DeviceSpec>,
     /// Threads of the engine's own rayon pool for cohort parallelism (`--threads`); `None`
     /// uses the pool the caller runs in. Results never depend on it.
     pub threads: Option<usize>,
@@ -70,6 +72,7 @@ impl Default for RunOptions {
             max_steps: None,
             max_arena_bytes: DEFAULT_ARENA_LIMIT,
             schedule: None,
+            device: None,
             threads: None,
             slots: Default::default(),
             symbols: Default::default(),
@@ -149,6 +152,16 @@ impl Engine {
         opts: RunOptions,
         registry: &KernelRegistry,
     ) -> Result<Engine> {
+        let overridden;
+        let scene = match &opts.device {
+            Some(d) => {
+                let mut s = scene.clone();
+                s.spec.device = d.clone();
+                overridden = s;
+                &overridden
+            }
+            None => scene,
+        };
         let plan = Plan::compile_scheduled(scene, registry, opts.schedule.as_ref())?;
         // Run inputs are invalid input (exit 2), which wins over a refusal.
         RunInputs::resolve(&plan, &opts.slots, &opts.symbols).map_err(Error::Invalid)?;
@@ -202,6 +215,7 @@ impl Engine {
             by_node: vec![None; plan.nodes.len()],
         };
         let mut events = crate::time::EventQueue::default();
+        let mut costs = Vec::with_capacity(plan.nodes.len());
         for (i, n) in plan.nodes.iter().enumerate() {
             let sig = n.signature();
             let ctx = kernels::BuildCtx {
@@ -220,6 +234,7 @@ impl Engine {
                     ),
                 ))
             })?;
+            costs.push(kernel.cost(&sig));
             let wiring = NodeWiring {
                 inputs: n
                     .inputs
@@ -356,9 +371,11 @@ impl Engine {
         world.insert_resource(Stats::new(plan.nodes.len()));
         world.insert_resource(probes);
         world.insert_resource(Scratch::default());
-        world.insert_resource(Device::Reference);
         world.insert_resource(Staging::new(&plan, &world.resource::<NodeOrder>().0));
-        match crate::dispatch::DispatchConfig::from_plan(&plan, &registry) {
+        let (device, dispatch_cfg) = build_device(&plan, &registry, &costs)?;
+        world.insert_resource(ActiveDevice(device));
+        world.insert_resource(crate::device::Timeline::default());
+        match dispatch_cfg {
             Some(cfg) => {
                 let statics = plan.nodes.iter().map(|n| n.domain).collect();
                 let mut d = crate::dispatch::Dispatcher::new(cfg, statics);
@@ -784,5 +801,61 @@ impl Engine {
             );
         }
         report
+    }
+}
+
+/// The run's device and its dispatch configuration (§12): a device that owns the workers
+/// (CycleSim) always dispatches, over the scene's domains or the profile's schedulers.
+fn build_device(
+    plan: &Plan,
+    registry: &KernelRegistry,
+    costs: &[crate::kernels::Cost],
+) -> Result<(Box<dyn Device>, Option<crate::dispatch::DispatchConfig>)> {
+    use crate::plan::PlanDevice;
+    let cfg = crate::dispatch::DispatchConfig::from_plan(plan, registry);
+    match &plan.device {
+        PlanDevice::Reference => Ok((
+            Box::new(crate::device::Reference::new(
+                plan.nodes.iter().map(|n| n.latency).collect(),
+            )),
+            cfg,
+        )),
+        PlanDevice::CycleSim { loaded, .. } => {
+            let cfg = match cfg {
+                Some(c) if plan.dispatch.is_some() => c,
+                other => crate::dispatch::DispatchConfig {
+                    domains: loaded.schedulers,
+                    policy: crate::dispatch::Policy::RoundRobin,
+                    dispatch_cost: 0,
+                    workers: None,
+                    window: other.and_then(|c| c.window),
+                },
+            };
+            let nodes: Vec<_> = plan
+                .nodes
+                .iter()
+                .zip(costs)
+                .map(|(n, c)| (n.name.clone(), n.core, *c, n.latency, n.is_probe))
+                .collect();
+            let sim = crate::device::cyclesim::CycleSim::for_plan(
+                (**loaded).clone(),
+                plan.tick_hz,
+                cfg.domains,
+                &nodes,
+            )
+            .map_err(|errs| {
+                if errs.iter().all(|e| e.code.starts_with('R')) {
+                    Error::Refused(errs)
+                } else {
+                    Error::Invalid(errs)
+                }
+            })?;
+            Ok((Box::new(sim), Some(cfg)))
+        }
+        PlanDevice::Ascend { .. } => Err(Error::refused(Diagnostic::at(
+            "R305",
+            "device",
+            "the Ascend device is not supported by this build yet",
+        ))),
     }
 }

@@ -247,9 +247,6 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             tables,
         } => {
             let mut refused = Vec::new();
-            if device == Some(DeviceArg::Cyclesim) {
-                refused.push(arg_refusal("--device", "R305", "the CycleSim device"));
-            }
             if trace.is_some() {
                 refused.push(arg_refusal("--trace", "R340", "Chrome/Perfetto traces"));
             }
@@ -264,10 +261,21 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             if !refused.is_empty() {
                 return Err(Error::Refused(refused));
             }
+            // `--device cyclesim` keeps a scene's own CycleSim profile, else the built-in one.
+            let device = device.map(|d| match (d, &loaded.spec.device) {
+                (DeviceArg::Reference, _) => tapwheel::scene::DeviceSpec::Reference,
+                (DeviceArg::Cyclesim, own @ tapwheel::scene::DeviceSpec::CycleSim { .. }) => {
+                    own.clone()
+                }
+                (DeviceArg::Cyclesim, _) => tapwheel::scene::DeviceSpec::CycleSim {
+                    profile: "builtin:a2a3".into(),
+                },
+            });
             let opts = RunOptions {
                 until,
                 max_steps,
                 max_arena_bytes,
+                device,
                 schedule: schedule.map(ScheduleArg::spec),
                 threads,
                 slots,

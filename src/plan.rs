@@ -101,6 +101,9 @@ pub struct PlanNode {
     /// `latency: Measured`: the firing's latency is its measured wall-clock time (in ticks);
     /// the run is not deterministic.
     pub measured_latency: bool,
+    /// `cost: Linear(..)`, already folded into `latency` (kept so the digest tells them apart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSpec>,
     /// BLAKE3 of a `File` source's bytes (so the digest changes with the data).
     pub file_digest: Option<String>,
     /// A `File` source's samples, decoded at plan time.
@@ -191,6 +194,9 @@ pub struct Plan {
     /// The task window (§9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_window: Option<TaskWindowSpec>,
+    /// The device (§12); absent from the digest input on `Reference`.
+    #[serde(skip_serializing_if = "PlanDevice::is_reference")]
+    pub device: PlanDevice,
     /// Planner warnings (`W…`): legal but probably unintended (an IPLS order forcing deltas).
     #[serde(skip)]
     pub warnings: Vec<Diagnostic>,
@@ -209,6 +215,110 @@ pub struct Plan {
 
 struct Ctx {
     errors: Vec<Diagnostic>,
+}
+
+/// The device a plan runs on (§12).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub enum PlanDevice {
+    #[default]
+    Reference,
+    /// A CycleSim die: the profile as the scene names it, the BLAKE3 of its text (so the plan
+    /// digest follows the profile's figures), and the parsed profile.
+    CycleSim {
+        profile: String,
+        profile_digest: String,
+        #[serde(skip)]
+        loaded: Arc<crate::device::cyclesim::Profile>,
+    },
+    Ascend {
+        library: String,
+        device_id: u32,
+    },
+}
+
+impl PlanDevice {
+    pub fn is_reference(&self) -> bool {
+        matches!(self, PlanDevice::Reference)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlanDevice::Reference => "Reference",
+            PlanDevice::CycleSim { .. } => "CycleSim",
+            PlanDevice::Ascend { .. } => "Ascend",
+        }
+    }
+}
+
+/// The text of a CycleSim profile: `builtin:a2a3`, or a path tried against the scene's folder,
+/// then the working directory.
+pub fn load_profile_text(
+    profile: &str,
+    base_dir: &std::path::Path,
+) -> std::result::Result<String, String> {
+    if let Some(name) = profile.strip_prefix("builtin:") {
+        return match name {
+            "a2a3" => Ok(crate::device::cyclesim::BUILTIN_A2A3.to_string()),
+            _ => Err(format!(
+                "unknown built-in profile `{name}` (built in: a2a3)"
+            )),
+        };
+    }
+    let rel = std::path::Path::new(profile);
+    let mut tried = Vec::new();
+    for cand in [base_dir.join(rel), rel.to_path_buf()] {
+        if tried.contains(&cand) {
+            continue;
+        }
+        match std::fs::metadata(&cand) {
+            Ok(m) if m.len() > 16 << 20 => {
+                return Err(format!("{} is larger than 16 MiB", cand.display()));
+            }
+            Ok(_) => {
+                return std::fs::read_to_string(&cand)
+                    .map_err(|e| format!("cannot read {}: {e}", cand.display()));
+            }
+            Err(_) => tried.push(cand),
+        }
+    }
+    Err(format!(
+        "profile `{profile}` not found (looked in {})",
+        tried
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+fn plan_device(ctx: &mut Ctx, spec: &DeviceSpec, base_dir: &std::path::Path) -> PlanDevice {
+    match spec {
+        DeviceSpec::Reference => PlanDevice::Reference,
+        DeviceSpec::Ascend { library, device_id } => PlanDevice::Ascend {
+            library: library.clone(),
+            device_id: *device_id,
+        },
+        DeviceSpec::CycleSim { profile } => {
+            let text = match load_profile_text(profile, base_dir) {
+                Ok(t) => t,
+                Err(why) => {
+                    ctx.err("E290", "device.profile", why);
+                    return PlanDevice::Reference;
+                }
+            };
+            match crate::device::cyclesim::Profile::parse(&text, "device.profile") {
+                Ok(p) => PlanDevice::CycleSim {
+                    profile: profile.clone(),
+                    profile_digest: blake3::hash(text.as_bytes()).to_hex().to_string(),
+                    loaded: Arc::new(p),
+                },
+                Err(errs) => {
+                    ctx.errors.extend(errs);
+                    PlanDevice::Reference
+                }
+            }
+        }
+    }
 }
 
 impl Ctx {
@@ -848,6 +958,7 @@ impl Plan {
         } else {
             PlanSchedule::default()
         };
+        let device = plan_device(&mut ctx, &s.device, &scene.base_dir);
         if !ctx.errors.is_empty() {
             return Err(Error::Invalid(ctx.errors));
         }
@@ -863,6 +974,7 @@ impl Plan {
             gates,
             dispatch: s.dispatch.clone(),
             task_window: s.task_window.clone(),
+            device,
             warnings,
             run: s.run.clone(),
             slots: s.slots.clone(),
@@ -1181,10 +1293,40 @@ fn plan_node(
             "concurrency must be at least 1 (None = unlimited)",
         );
     }
-    let latency = match n.latency {
+    let mut latency = match n.latency {
         LatencySpec::Ticks(t) => t,
         LatencySpec::Word(_) => 0,
     };
+    // §12 Reference: `cost: Linear(base, per_element)` instead of a fixed latency, over the
+    // larger of the elements read and written per firing, rounded up (a firing never ends early).
+    if let Some(CostSpec::Linear { base, per_element }) = n.cost {
+        if !(per_element.is_finite() && per_element >= 0.0) {
+            ctx.err(
+                "E294",
+                format!("{path}.cost.per_element"),
+                format!("per_element must be finite and at least 0, got {per_element}"),
+            );
+        } else if !matches!(n.latency, LatencySpec::Ticks(0)) {
+            ctx.err(
+                "E295",
+                format!("{path}.cost"),
+                "give `latency` or `cost`, not both",
+            );
+        } else {
+            let per = |taps: &mut dyn Iterator<Item = (u32, Shape)>| -> u64 {
+                taps.map(|(r, s)| u64::from(r).saturating_mul(s.elements()))
+                    .fold(0u64, u64::saturating_add)
+            };
+            let elements = per(&mut inputs.iter().map(|t| (t.rate, t.shape)))
+                .max(per(&mut outputs.iter().map(|t| (t.rate, t.shape))));
+            let extra = (per_element * elements as f64).ceil();
+            latency = if extra >= u64::MAX as f64 {
+                u64::MAX
+            } else {
+                base.saturating_add(extra as u64)
+            };
+        }
+    }
     PlanNode {
         name: n.name.clone(),
         kernel: n.kernel.clone(),
@@ -1203,6 +1345,7 @@ fn plan_node(
         core: n.core,
         timing: n.timing,
         measured_latency: matches!(n.latency, LatencySpec::Word(LatencyWord::Measured)),
+        cost: n.cost,
         file_digest: file.as_ref().map(|d| d.digest.clone()),
         file,
         opaque,

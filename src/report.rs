@@ -1,7 +1,7 @@
 //! The run report (`report.json`, SPEC §19), digests (§18) and probe CSV output.
 
 use crate::arena::TokenArena;
-use crate::device::Device;
+use crate::device::ActiveDevice;
 use crate::diag::DeadlockReport;
 use crate::ecs::{NodeOrder, NodeRuntime, ProbeStream, Probes, Slots, StallCount, Stats};
 use crate::error::Diagnostic;
@@ -169,6 +169,9 @@ impl Report {
         for (&(on, reason), c) in &stats.resource_stalls {
             let name = match on {
                 crate::ecs::StallOn::Domain(d) => format!("domain{d}"),
+                crate::ecs::StallOn::TaskRing => "task_ring".to_string(),
+                crate::ecs::StallOn::HeapRing => "heap_ring".to_string(),
+                crate::ecs::StallOn::ReadyQueue(d) => format!("ready_queue{d}"),
                 _ => "window".to_string(),
             };
             let entry = by_resource
@@ -258,8 +261,8 @@ impl Report {
             },
         );
         let device = world
-            .get_resource::<Device>()
-            .map_or("Reference", |d| d.name());
+            .get_resource::<ActiveDevice>()
+            .map_or_else(|| json!({"name": "Reference"}), |d| d.0.report());
         let json = json!({
             "scene": plan.name,
             "outcome": outcome.map(Outcome::as_str),

@@ -10,7 +10,7 @@
 //! A node left out is stalled `WINDOW_FULL` or `DEVICE_BUSY`. A gate's members are one unit:
 //! all of them are issued, or none (§6).
 
-use crate::device::Device;
+use crate::device::{ActiveDevice, DeviceStall, Timeline};
 use crate::dispatch::{Admit, Dispatcher};
 use crate::ecs::*;
 use crate::error::Diagnostic;
@@ -29,7 +29,8 @@ fn lane_rank(l: Lane) -> u8 {
 pub fn dispatch(
     clock: Res<Clock>,
     order: Res<NodeOrder>,
-    device: Res<Device>,
+    mut device: ResMut<ActiveDevice>,
+    mut timeline: ResMut<Timeline>,
     staging: Res<Staging>,
     plan: Res<PlanRes>,
     dispatcher: Option<ResMut<Dispatcher>>,
@@ -48,7 +49,7 @@ pub fn dispatch(
     let Some(mut disp) = dispatcher else {
         let ready = std::mem::take(&mut step.ready);
         for i in ready.ones() {
-            let Some((rt, wiring)) = get(i) else {
+            let Some((rt, _)) = get(i) else {
                 continue;
             };
             // A gate's members fire once per opening; others up to their free slots.
@@ -57,12 +58,17 @@ pub fn dispatch(
             } else {
                 rt.readiness.free_slots
             };
-            admit(step, i, device.latency(wiring), allowed, None);
+            admit(step, i, device.0.latency(i), allowed, None);
         }
         step.ready = ready;
         return;
     };
     let disp = &mut *disp;
+    // Tasks retired since the last dispatch give their device resources back first.
+    for token in disp.take_released() {
+        device.0.retire(token);
+    }
+    let owns_workers = device.0.owns_workers();
     let mut candidates: Vec<(u8, usize)> = step
         .ready
         .ones()
@@ -76,13 +82,7 @@ pub fn dispatch(
         };
         if wiring.is_probe && staging.gate_of[i].is_none() {
             // Bookkeeping: no task, no window slot, no worker.
-            admit(
-                step,
-                i,
-                device.latency(wiring),
-                rt.readiness.free_slots,
-                None,
-            );
+            admit(step, i, device.0.latency(i), rt.readiness.free_slots, None);
             stats.observe_stall(i, None, now);
             continue;
         }
@@ -99,7 +99,7 @@ pub fn dispatch(
         };
         // All members of a gate's unit are issued, or none (dispatch state restored). A single
         // task refused keeps what its policy chose (RoundRobin: its domain, §9).
-        let before = (unit.len() > 1).then(|| disp.clone());
+        let before = (unit.len() > 1).then(|| (disp.clone(), device.0.box_clone()));
         let mut issued = Vec::with_capacity(unit.len());
         let mut refused = None;
         for &m in &unit {
@@ -107,17 +107,35 @@ pub fn dispatch(
                 continue;
             };
             if mwiring.is_probe {
-                issued.push((m, device.latency(mwiring), None));
+                issued.push((m, device.0.latency(m), None));
                 continue;
             }
             let name = plan.0.nodes.get(m).map_or("", |n| n.name.as_str());
-            match disp.try_issue_named(m, name, mrt.firings_started, now.tick) {
+            // A device that owns the workers places every task; otherwise the device's
+            // latency is added to the issue timeline's start.
+            let placer = owns_workers.then_some(&mut *device.0);
+            match disp.try_issue_on(m, name, mrt.firings_started, now.tick, placer) {
                 Admit::Issued(t) => {
-                    let l = t
-                        .start
-                        .saturating_sub(now.tick)
-                        .saturating_add(device.latency(mwiring));
+                    let l = match t.placed {
+                        Some(p) => p.finish_tick.saturating_sub(now.tick),
+                        None => t
+                            .start
+                            .saturating_sub(now.tick)
+                            .saturating_add(device.0.latency(m)),
+                    };
                     issued.push((m, l, Some(t)));
+                }
+                Admit::Device(d, stall) => {
+                    refused = Some(match stall {
+                        DeviceStall::TaskRingFull => (StallReason::TaskRingFull, StallOn::TaskRing),
+                        DeviceStall::HeapArenaFull => {
+                            (StallReason::HeapArenaFull, StallOn::HeapRing)
+                        }
+                        DeviceStall::ReadyQueueFull { .. } => {
+                            (StallReason::ReadyQueueFull, StallOn::ReadyQueue(d))
+                        }
+                    });
+                    break;
                 }
                 Admit::WindowFull => {
                     refused = Some((StallReason::WindowFull, StallOn::Window));
@@ -142,13 +160,17 @@ pub fn dispatch(
         match refused {
             None => {
                 for (m, l, t) in issued {
+                    if let Some(span) = t.and_then(|t| t.placed).and_then(|p| p.span) {
+                        timeline.record(span);
+                    }
                     admit(step, m, l, 1, t);
                     stats.observe_stall(m, None, now);
                 }
             }
             Some(stall) => {
-                if let Some(b) = before {
+                if let Some((b, dev)) = before {
                     *disp = b;
+                    device.0 = dev;
                 }
                 for &m in &unit {
                     stats.observe_stall(m, Some(stall), now);

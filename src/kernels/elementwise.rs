@@ -115,6 +115,15 @@ impl Kernel for Unary {
         let out = &mut io.outputs[0].values;
         out.extend(io.inputs[0].values.iter().map(|&x| op.apply(x)));
     }
+    fn cost(&self, sig: &super::Signature) -> super::Cost {
+        let c = super::default_cost(sig, crate::scene::CoreType::Vector);
+        // `Copy` moves data and computes nothing: on an NPU it is a pure transfer.
+        if self.kind == "Copy" {
+            super::Cost { elements: 0, ..c }
+        } else {
+            c
+        }
+    }
     fn params(&self) -> Vec<Param> {
         match (self.op, self.kind) {
             (UnaryOp::Mul(g), "Gain") => vec![Param::new("gain", f64::from(g))],
@@ -198,6 +207,9 @@ impl Kernel for Binary {
     fn kind(&self) -> &str {
         self.kind
     }
+    fn cost(&self, sig: &super::Signature) -> super::Cost {
+        super::default_cost(sig, crate::scene::CoreType::Vector)
+    }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
         demand.fill(self.rate);
     }
@@ -259,6 +271,9 @@ impl Mix {
 impl Kernel for Mix {
     fn kind(&self) -> &str {
         "Mix"
+    }
+    fn cost(&self, sig: &super::Signature) -> super::Cost {
+        super::default_cost(sig, crate::scene::CoreType::Vector)
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
         demand.fill(self.rate);

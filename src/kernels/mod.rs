@@ -263,9 +263,11 @@ pub trait Kernel: AsAny + Send + Sync + 'static {
         Err(NoAdjoint::new(self.kind(), "no adjoint is defined"))
     }
 
-    /// What a firing costs a device. The default is an elementwise vector job over the outputs.
+    /// What a firing costs a device. The default reads every input and writes every output
+    /// once on the AICPU (sources, DSP, stream and control kernels: they keep their reference
+    /// timing on an NPU model); elementwise and tile kernels say `Vector`, `MatMul` `Cube`.
     fn cost(&self, sig: &Signature) -> Cost {
-        default_cost(sig, CoreType::Vector)
+        default_cost(sig, CoreType::AiCpu)
     }
 
     /// Input energy of one firing, `Σ x²` over every consumed element (SPEC §14 heat input).

@@ -170,6 +170,9 @@ impl Kernel for Softmax {
     fn kind(&self) -> &str {
         "Softmax"
     }
+    fn cost(&self, sig: &super::Signature) -> super::Cost {
+        super::default_cost(sig, crate::scene::CoreType::Vector)
+    }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
         demand.fill(self.rate);
     }
@@ -245,6 +248,9 @@ impl Kernel for RowReduce {
             Reduce::Max => "RowMax",
         }
     }
+    fn cost(&self, sig: &super::Signature) -> super::Cost {
+        super::default_cost(sig, crate::scene::CoreType::Vector)
+    }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
         demand.fill(self.rate);
     }
@@ -302,6 +308,9 @@ impl Transpose {
 impl Kernel for Transpose {
     fn kind(&self) -> &str {
         "Transpose"
+    }
+    fn cost(&self, sig: &super::Signature) -> super::Cost {
+        super::default_cost(sig, crate::scene::CoreType::Vector)
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
         demand.fill(self.rate);

@@ -16,9 +16,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     };
     for (i, n) in s.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
-        if n.cost.is_some() {
-            refuse("R309", format!("{p}.cost"), "`cost` (device cost models)");
-        }
         if n.thermal.is_some() {
             refuse("R307", format!("{p}.thermal"), "`thermal` state");
         }
@@ -35,8 +32,8 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
             &format!("task window mode `{:?}` (only `Stall`)", w.mode),
         );
     }
-    if s.device != DeviceSpec::Reference {
-        refuse("R305", "device".into(), "a device other than Reference");
+    if matches!(s.device, DeviceSpec::Ascend { .. }) {
+        refuse("R305", "device".into(), "the Ascend device");
     }
     if !s.thermal_links.is_empty() {
         refuse("R307", "thermal_links".into(), "`thermal_links`");
