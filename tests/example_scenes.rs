@@ -1,5 +1,7 @@
 //! Every example scene under scenes/ runs through the CLI with its documented outcome, and the
 //! digests of the hello scene are pinned (a change in them is a change in semantics or format).
+//! Subfolders have their own tests: `scenes/sdf3/` in `sdf3_oracle.rs`, `scenes/pto/` in
+//! `pto_scenes.rs`.
 
 mod common;
 use common::*;

@@ -708,6 +708,34 @@ fn add_sub_mul() {
 }
 
 #[test]
+fn div_and_max() {
+    let sh = shape(1, 2, 3);
+    let s = sig(
+        vec![tap("a", 2, sh), tap("b", 2, sh)],
+        vec![tap("out", 2, sh)],
+    );
+    // Div: divisors away from 0.
+    let div = feed(&s, 3, 13, |r, t, _| {
+        if t == 0 {
+            r.uniform(-2.0, 2.0)
+        } else {
+            r.signed(0.5, 2.0)
+        }
+    });
+    // Max: `a` in [−2, 2), `b` at least 0.5 above or below it (alternating), so no element
+    // sits near the kink and both branches are taken.
+    let max = feed(&s, 3, 14, |r, t, i| match (t, i % 2) {
+        (0, _) => r.uniform(-2.0, 2.0),
+        (_, 0) => r.uniform(2.5, 3.0),
+        _ => r.uniform(-3.0, -2.5),
+    });
+    check_all(&[
+        Case::new("Div", KernelSpec::Div, s.clone(), div),
+        Case::new("Max", KernelSpec::Max, s, max),
+    ]);
+}
+
+#[test]
 fn mix_gains() {
     let sh = shape(1, 2, 3);
     let s = sig(

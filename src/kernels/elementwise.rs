@@ -183,14 +183,85 @@ pub fn unary_cohort(members: &mut [CohortMember<'_, '_>]) {
     }
 }
 
+/// A two-input elementwise operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {
     Add,
     Sub,
     Mul,
+    /// `a / b` (IEEE: `±∞` or NaN where `b = 0`).
+    Div,
+    /// The larger of `a`, `b` (`f32::max`: a NaN operand yields the other one).
+    Max,
 }
 
-/// `a`, `b` → `out`, element by element.
+impl BinaryOp {
+    /// Applies the operation in f32.
+    ///
+    /// ```
+    /// use tapwheel::kernels::elementwise::BinaryOp;
+    /// assert_eq!(BinaryOp::Sub.apply(1.0, 3.0), -2.0);
+    /// assert_eq!(BinaryOp::Div.apply(3.0, 4.0), 0.75);
+    /// assert_eq!(BinaryOp::Max.apply(-1.0, -2.0), -1.0);
+    /// assert_eq!(BinaryOp::Max.apply(f32::NAN, 2.0), 2.0);
+    /// ```
+    #[inline]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max => a.max(b),
+        }
+    }
+
+    /// `(∂y/∂a, ∂y/∂b)` at `(a, b)`. `Max` gives the whole gradient to `a` when `a ≥ b` (ties go
+    /// to `a`) and to `b` otherwise (subgradient).
+    ///
+    /// ```
+    /// use tapwheel::kernels::elementwise::BinaryOp;
+    /// assert_eq!(BinaryOp::Div.partials(3.0, 2.0), (0.5, -0.75));
+    /// assert_eq!(BinaryOp::Max.partials(1.0, 1.0), (1.0, 0.0));
+    /// assert_eq!(BinaryOp::Max.partials(0.0, 1.0), (0.0, 1.0));
+    /// ```
+    pub fn partials(self, a: f32, b: f32) -> (f64, f64) {
+        let (a, b) = (f64::from(a), f64::from(b));
+        match self {
+            BinaryOp::Add => (1.0, 1.0),
+            BinaryOp::Sub => (1.0, -1.0),
+            BinaryOp::Mul => (b, a),
+            BinaryOp::Div => (1.0 / b, -a / (b * b)),
+            BinaryOp::Max => {
+                if a >= b || b.is_nan() {
+                    (1.0, 0.0)
+                } else {
+                    (0.0, 1.0)
+                }
+            }
+        }
+    }
+}
+
+/// `a`, `b` → `out`, element by element: `Add`, `Sub`, `Mul`, `Div`, `Max`. A vector job on an
+/// NPU (the default [`Kernel::cost`]); with a `Broadcast` adapter on `b` (SPEC §8) a `(B, C, 1)`
+/// column applies to every element of its row, e.g. dividing each row of a tile by its sum:
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, InputBlock, Kernel, OutputBlock, Signature, TapSig};
+/// use tapwheel::kernels::elementwise::{Binary, BinaryOp};
+/// use tapwheel::scene::{CoreType, Shape};
+/// let mut k = Binary::new("Div", BinaryOp::Div, 1);
+/// let (a, b) = ([1.0f32, 3.0, -4.0], [2.0f32, 4.0, 8.0]);
+/// let ins = [InputBlock { values: &a, token_len: 3 }, InputBlock { values: &b, token_len: 3 }];
+/// let mut out = [OutputBlock { values: vec![], token_len: 3 }];
+/// k.fire(&mut FireIo { inputs: &ins, outputs: &mut out, ..Default::default() });
+/// assert_eq!(out[0].values, vec![0.5, 0.75, -0.5]);
+/// let tap = |n: &str| TapSig { name: n.into(), rate: 1, token_len: 3,
+///     shape: Shape { batch: 1, channels: 1, frames: 3 } };
+/// let sig = Signature { inputs: vec![tap("a"), tap("b")], outputs: vec![tap("out")] };
+/// assert_eq!(k.cost(&sig).core, CoreType::Vector);
+/// ```
 pub struct Binary {
     kind: &'static str,
     op: BinaryOp,
@@ -223,6 +294,7 @@ impl Kernel for Binary {
             BinaryOp::Add => out.extend(a.iter().zip(b).map(|(x, y)| x + y)),
             BinaryOp::Sub => out.extend(a.iter().zip(b).map(|(x, y)| x - y)),
             BinaryOp::Mul => out.extend(a.iter().zip(b).map(|(x, y)| x * y)),
+            op => out.extend(a.iter().zip(b).map(|(&x, &y)| op.apply(x, y))),
         }
     }
     fn backward(&self, io: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
@@ -230,11 +302,7 @@ impl Kernel for Binary {
         let g = &io.grad_outputs[0];
         let (ga, gb) = io.grad_inputs.split_at_mut(1);
         for k in 0..g.len().min(a.len()).min(b.len()) {
-            let (da, db) = match self.op {
-                BinaryOp::Add => (1.0, 1.0),
-                BinaryOp::Sub => (1.0, -1.0),
-                BinaryOp::Mul => (f64::from(b[k]), f64::from(a[k])),
-            };
+            let (da, db) = self.op.partials(a[k], b[k]);
             ga[0][k] += g[k] * da;
             gb[0][k] += g[k] * db;
         }

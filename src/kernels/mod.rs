@@ -383,6 +383,8 @@ pub const BUILTIN_KINDS: &[&str] = &[
     "Add",
     "Sub",
     "Mul",
+    "Div",
+    "Max",
     "Mix",
     "AddScalar",
     "MulScalar",
@@ -448,7 +450,7 @@ pub fn kernel_taps(
         | Square { .. }
         | Noise { .. }
         | File { .. } => layout(vec![], one(&["out"]), RateRule::Free),
-        Add | Sub | Mul => layout(one(&["a", "b"]), one(&["out"]), RateRule::Uniform),
+        Add | Sub | Mul | Div | Max => layout(one(&["a", "b"]), one(&["out"]), RateRule::Uniform),
         MatMul => TapLayout {
             preserves_shape: false,
             ..layout(one(&["a", "b"]), one(&["out"]), RateRule::Uniform)
@@ -582,6 +584,8 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
         Add => Box::new(Binary::new("Add", BinaryOp::Add, in0)),
         Sub => Box::new(Binary::new("Sub", BinaryOp::Sub, in0)),
         Mul => Box::new(Binary::new("Mul", BinaryOp::Mul, in0)),
+        Div => Box::new(Binary::new("Div", BinaryOp::Div, in0)),
+        Max => Box::new(Binary::new("Max", BinaryOp::Max, in0)),
         Mix { gains, .. } => Box::new(elementwise::Mix::new(gains, in0)),
         OnePole { coeff } => Box::new(dsp::OnePole::new(*coeff, in0, in_shape)),
         Biquad {

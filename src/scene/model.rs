@@ -554,6 +554,8 @@ pub enum KernelSpec {
     Add,
     Sub,
     Mul,
+    Div,
+    Max,
     Mix {
         inputs: u32,
         gains: Vec<f64>,
@@ -705,6 +707,8 @@ impl KernelSpec {
             Add => "Add",
             Sub => "Sub",
             Mul => "Mul",
+            Div => "Div",
+            Max => "Max",
             Mix { .. } => "Mix",
             AddScalar { .. } => "AddScalar",
             MulScalar { .. } => "MulScalar",
