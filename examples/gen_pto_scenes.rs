@@ -195,6 +195,8 @@ impl SceneText {
         writeln!(s, "Scene(").unwrap();
         writeln!(s, "    version: 1,").unwrap();
         writeln!(s, "    name: \"{name}\",").unwrap();
+        // One tick per AI-core cycle of the a2a3 profile, so CycleSim timings read in cycles.
+        writeln!(s, "    tick_hz: 1.8e9,").unwrap();
         let (r, c) = self.default_shape;
         writeln!(s, "    defaults: (shape: {}, capacity: 2),", shape(r, c)).unwrap();
         writeln!(s, "    nodes: [").unwrap();

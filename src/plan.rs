@@ -302,7 +302,7 @@ fn plan_device(ctx: &mut Ctx, spec: &DeviceSpec, base_dir: &std::path::Path) -> 
             let text = match load_profile_text(profile, base_dir) {
                 Ok(t) => t,
                 Err(why) => {
-                    ctx.err("E290", "device.profile", why);
+                    ctx.err("E380", "device.profile", why);
                     return PlanDevice::Reference;
                 }
             };
@@ -1302,13 +1302,13 @@ fn plan_node(
     if let Some(CostSpec::Linear { base, per_element }) = n.cost {
         if !(per_element.is_finite() && per_element >= 0.0) {
             ctx.err(
-                "E294",
+                "E384",
                 format!("{path}.cost.per_element"),
                 format!("per_element must be finite and at least 0, got {per_element}"),
             );
         } else if !matches!(n.latency, LatencySpec::Ticks(0)) {
             ctx.err(
-                "E295",
+                "E385",
                 format!("{path}.cost"),
                 "give `latency` or `cost`, not both",
             );

@@ -326,7 +326,7 @@ impl CycleSim {
             return Err(errs);
         }
         CycleSim::new(profile, tick_hz, domains, tasks)
-            .map_err(|why| vec![Diagnostic::at("E293", "dispatch.domains", why)])
+            .map_err(|why| vec![Diagnostic::at("E383", "dispatch.domains", why)])
     }
 
     pub fn profile(&self) -> &Profile {

@@ -139,7 +139,7 @@ impl Profile {
     pub fn parse(text: &str, at: &str) -> Result<Profile, Vec<Diagnostic>> {
         let p: Profile = ron::from_str(text).map_err(|e| {
             vec![Diagnostic::at(
-                "E291",
+                "E381",
                 at.to_string(),
                 format!("device profile does not parse: {e}"),
             )]
@@ -147,7 +147,7 @@ impl Profile {
         let mut errs = Vec::new();
         let mut bad = |field: &str, why: String| {
             errs.push(Diagnostic::at(
-                "E292",
+                "E382",
                 at.to_string(),
                 format!("device profile field `{field}` {why}"),
             ))
