@@ -118,7 +118,7 @@ enum Command {
     /// Run a scene, or a package directory written by `tapwheel package`; writes
     /// DIR/report.json and DIR/probes/NAME.csv.
     Run {
-        /// A scene file, or a package directory (verified before it runs).
+        /// A scene file, or a package directory holding manifest.json (verified before it runs).
         scene: PathBuf,
         /// Last tick processed (inclusive); overrides the scene's run.until.
         #[arg(long)]
@@ -274,7 +274,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 refused.push(arg_refusal("--snapshot", "R341", "snapshots"));
             }
             let (slots, symbols) = tables.parse()?;
-            let loaded = if scene.is_dir() {
+            let loaded = if tapwheel::device::package::is_package(&scene) {
                 tapwheel::device::package::load_package(&scene)?.scene
             } else {
                 Scene::load(&scene)?

@@ -77,7 +77,11 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.insert(rel, std::fs::read(&p).unwrap());
             }
         }
@@ -95,7 +99,10 @@ fn library_round_trip_keeps_the_digests() {
         let w = write_package(&scene_path, &dir, &PackageOptions::default()).unwrap();
         let pkg = load_package(&dir).unwrap();
         assert_eq!(pkg.manifest, w.manifest);
-        assert_eq!(pkg.plan.digest, tapwheel::Plan::compile(&scene(name)).unwrap().digest);
+        assert_eq!(
+            pkg.plan.digest,
+            tapwheel::Plan::compile(&scene(name)).unwrap().digest
+        );
         let e = Engine::from_scene(&pkg.scene, RunOptions::default()).unwrap();
         assert_eq!(digests(e), scene_digests(name), "{name}");
     }
@@ -110,7 +117,13 @@ fn cli_round_trip_keeps_the_digests_and_honours_run_options() {
         assert_eq!(code, 0, "{err}");
         let (code, direct, err) = cli_run(&scene, &[], &format!("cli_{name}_run_scene"));
         assert_eq!(code, 0, "{err}");
-        for key in ["outcome", "plan_digest", "output_digest", "values_digest", "end_tick"] {
+        for key in [
+            "outcome",
+            "plan_digest",
+            "output_digest",
+            "values_digest",
+            "end_tick",
+        ] {
             assert_eq!(via_pkg[key], direct[key], "{name}: {key}");
         }
         let (od, vd) = scene_digests(name);
@@ -129,7 +142,13 @@ fn cli_round_trip_keeps_the_digests_and_honours_run_options() {
         let (c1, a, e1) = cli_run(&dir, extra, "cli_hello_opts_pkg");
         let (c2, b, e2) = cli_run(&scene, extra, "cli_hello_opts_scene");
         assert_eq!((c1, c2), (0, 0), "{extra:?}: {e1}{e2}");
-        for key in ["outcome", "plan_digest", "output_digest", "end_tick", "steps"] {
+        for key in [
+            "outcome",
+            "plan_digest",
+            "output_digest",
+            "end_tick",
+            "steps",
+        ] {
             assert_eq!(a[key], b[key], "{extra:?}: {key}");
         }
     }
@@ -166,7 +185,10 @@ fn package_prints_the_directory_and_the_digests() {
     let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
     assert!(out.contains(s(&dir)), "{out}");
     assert!(
-        out.contains(&format!("manifest_digest {}", blake3::hash(&manifest).to_hex())),
+        out.contains(&format!(
+            "manifest_digest {}",
+            blake3::hash(&manifest).to_hex()
+        )),
         "{out}"
     );
     let (_, check, _) = cli(&["check", "scenes/hello.ron"]);
@@ -208,14 +230,29 @@ fn a_missing_file_is_exit_2_naming_the_file() {
         let (code, _, err) = cli_run(&dir, &[], "missing_run");
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("error[E296]"), "{err}");
-        assert!(err.contains(&format!("package file `{file}` is missing")), "{err}");
+        assert!(
+            err.contains(&format!("package file `{file}` is missing")),
+            "{err}"
+        );
     }
-    // Without manifest.json a directory is not a package.
+    // Without manifest.json a directory is not a package: the library says so (E291), and
+    // `run` takes the path as a scene file, which a directory is not (E105).
     let dir = cli_package("hello", "missing_manifest");
     std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    let e = load_package(&dir).unwrap_err();
+    assert_eq!(e.diagnostics()[0].code, "E291");
+    assert!(e.to_string().contains("is not a package"), "{e}");
     let (code, _, err) = cli_run(&dir, &[], "missing_run");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("error[E291]") && err.contains("manifest.json"), "{err}");
+    assert!(err.contains("error[E105]"), "{err}");
+    // A manifest that is not JSON.
+    std::fs::write(dir.join("manifest.json"), "{ nope").unwrap();
+    let (code, _, err) = cli_run(&dir, &[], "missing_run");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("error[E291]") && err.contains("not valid JSON"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -267,7 +304,10 @@ fn a_missing_or_wrong_manifest_field_is_exit_2() {
     write_manifest(&dir, &m);
     let (code, _, err) = cli_run(&dir, &[], "fields_run");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("lacks the required field `plan_digest`"), "{err}");
+    assert!(
+        err.contains("lacks the required field `plan_digest`"),
+        "{err}"
+    );
     assert!(err.contains("lacks the required field `csp`"), "{err}");
 
     let mut m = good.clone();
@@ -276,7 +316,10 @@ fn a_missing_or_wrong_manifest_field_is_exit_2() {
     write_manifest(&dir, &m);
     let (code, _, err) = cli_run(&dir, &[], "fields_run");
     assert_eq!(code, 2);
-    assert!(err.contains("error[E294]") && err.contains("error[E295]"), "{err}");
+    assert!(
+        err.contains("error[E294]") && err.contains("error[E295]"),
+        "{err}"
+    );
 
     // A listed path that leaves the package is refused before any file is read.
     let mut m = good.clone();
@@ -284,7 +327,10 @@ fn a_missing_or_wrong_manifest_field_is_exit_2() {
     write_manifest(&dir, &m);
     let (code, _, err) = cli_run(&dir, &[], "fields_run");
     assert_eq!(code, 2);
-    assert!(err.contains("error[E293]") && err.contains("../escape.csv"), "{err}");
+    assert!(
+        err.contains("error[E293]") && err.contains("../escape.csv"),
+        "{err}"
+    );
 
     // A plan digest that does not match the scene's plan.
     let mut m = good;
@@ -292,7 +338,10 @@ fn a_missing_or_wrong_manifest_field_is_exit_2() {
     write_manifest(&dir, &m);
     let (code, _, err) = cli_run(&dir, &[], "fields_run");
     assert_eq!(code, 2);
-    assert!(err.contains("error[E298]") && err.contains("plan_digest"), "{err}");
+    assert!(
+        err.contains("error[E298]") && err.contains("plan_digest"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -317,7 +366,10 @@ fn manifest_of_hello_holds_every_field() {
         ]
     );
     assert_eq!(m["abi"], "tapwheel-pkg/1");
-    assert_eq!(m["scene"], serde_json::json!({"name": "hello", "file": "scene.ron"}));
+    assert_eq!(
+        m["scene"],
+        serde_json::json!({"name": "hello", "file": "scene.ron"})
+    );
     assert_eq!(m["platform"], "cyclesim");
     assert_eq!(m["runtime"], "host_build_graph");
     let (_, check, _) = cli(&["check", "scenes/hello.ron", "--format", "json"]);
@@ -358,7 +410,11 @@ fn manifest_of_hello_holds_every_field() {
         .iter()
         .map(|c| {
             (
-                format!("{}->{}", c["from"].as_str().unwrap(), c["to"].as_str().unwrap()),
+                format!(
+                    "{}->{}",
+                    c["from"].as_str().unwrap(),
+                    c["to"].as_str().unwrap()
+                ),
                 c["capacity"].as_u64().unwrap(),
                 c["latency"].as_u64().unwrap(),
             )
@@ -380,7 +436,10 @@ fn manifest_of_hello_holds_every_field() {
     );
     // `files` lists every other file with its BLAKE3, and scene.ron is the scene verbatim.
     let files = m["files"].as_object().unwrap();
-    assert_eq!(files.keys().collect::<Vec<_>>(), vec!["scene.ron", "tasks.json"]);
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        vec!["scene.ron", "tasks.json"]
+    );
     for (rel, digest) in files {
         let bytes = std::fs::read(dir.join(rel)).unwrap();
         assert_eq!(digest, &blake3::hash(&bytes).to_hex().to_string());
@@ -390,8 +449,8 @@ fn manifest_of_hello_holds_every_field() {
         std::fs::read(repo().join("scenes/hello.ron")).unwrap()
     );
     // The library reads what the CLI wrote.
-    let parsed = Manifest::from_json(&std::fs::read(dir.join("manifest.json")).unwrap(), "m")
-        .unwrap();
+    let parsed =
+        Manifest::from_json(&std::fs::read(dir.join("manifest.json")).unwrap(), "m").unwrap();
     assert_eq!(parsed.platform, Platform::Cyclesim);
     assert_eq!(parsed.runtime, Runtime::HostBuildGraph);
 
@@ -402,7 +461,13 @@ fn manifest_of_hello_holds_every_field() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| (n["name"].as_str().unwrap().to_string(), n["func_id"].clone(), n["task"] == true))
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["func_id"].clone(),
+                n["task"] == true,
+            )
+        })
         .collect();
     assert_eq!(
         nodes,
@@ -413,8 +478,14 @@ fn manifest_of_hello_holds_every_field() {
             ("out".into(), serde_json::Value::Null, false),
         ]
     );
-    assert_eq!(t["nodes"][0]["source"], serde_json::json!({"period": 4, "offset": 0, "count": 4}));
-    assert_eq!(t["nodes"][1]["outputs"][0]["channels"], serde_json::json!([1]));
+    assert_eq!(
+        t["nodes"][0]["source"],
+        serde_json::json!({"period": 4, "offset": 0, "count": 4})
+    );
+    assert_eq!(
+        t["nodes"][1]["outputs"][0]["channels"],
+        serde_json::json!([1])
+    );
     assert_eq!(
         t["channels"][1],
         serde_json::json!({"index": 1, "from": "gain.out", "to": "bias.in"})
@@ -434,7 +505,10 @@ fn matmul_diamond_registry_shares_func_ids_and_keeps_cores() {
     )
     .unwrap();
     let m = &w.manifest;
-    assert_eq!((m.platform, m.runtime), (Platform::A2a3sim, Runtime::TensormapAndRingbuffer));
+    assert_eq!(
+        (m.platform, m.runtime),
+        (Platform::A2a3sim, Runtime::TensormapAndRingbuffer)
+    );
     let reg: Vec<(u32, &str, String)> = m
         .kernels
         .iter()
@@ -458,8 +532,19 @@ fn matmul_diamond_registry_shares_func_ids_and_keeps_cores() {
     assert_eq!(mm.inputs[0].shape, [1, 128, 128]);
     assert_eq!(mm.outputs[0].dtype, "f32");
     let t = read_json(&dir.join("tasks.json"));
-    let ids: Vec<_> = t["nodes"].as_array().unwrap().iter().map(|n| n["func_id"].clone()).collect();
-    assert_eq!(ids, serde_json::json!([0, 1, 1, 2, 3, 4, 4, 5, 6, null]).as_array().unwrap().clone());
+    let ids: Vec<_> = t["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["func_id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        serde_json::json!([0, 1, 1, 2, 3, 4, 4, 5, 6, null])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
 }
 
 #[test]
@@ -478,7 +563,12 @@ fn core_defaults_to_the_kernels_cost_declaration() {
     )
     .unwrap();
     let w = write_package(&scene, &dir.join("pkg"), &PackageOptions::default()).unwrap();
-    let cores: Vec<String> = w.manifest.kernels.iter().map(|k| format!("{:?}", k.core)).collect();
+    let cores: Vec<String> = w
+        .manifest
+        .kernels
+        .iter()
+        .map(|k| format!("{:?}", k.core))
+        .collect();
     assert_eq!(cores, vec!["Vector", "Cube", "AiCpu"]);
 }
 
@@ -509,7 +599,10 @@ fn referenced_files_travel_with_the_scene() {
     std::fs::write(pkg.join("data/x.csv"), "1\n2\n4\n").unwrap();
     let err = load_package(&pkg).unwrap_err();
     assert_eq!(err.diagnostics()[0].code, "E297");
-    assert!(err.to_string().contains("package file `data/x.csv`"), "{err}");
+    assert!(
+        err.to_string().contains("package file `data/x.csv`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -526,13 +619,21 @@ fn loss_target_is_packaged_and_must_exist() {
     };
     std::fs::write(dir.join("t.csv"), "1\n").unwrap();
     std::fs::write(dir.join("ok.ron"), text("t.csv")).unwrap();
-    let w = write_package(&dir.join("ok.ron"), &dir.join("pkg"), &PackageOptions::default())
-        .unwrap();
+    let w = write_package(
+        &dir.join("ok.ron"),
+        &dir.join("pkg"),
+        &PackageOptions::default(),
+    )
+    .unwrap();
     assert!(w.manifest.files.contains_key("t.csv"));
     for (name, target) in [("missing.ron", "nope.csv"), ("escape.ron", "../t.csv")] {
         std::fs::write(dir.join(name), text(target)).unwrap();
-        let err = write_package(&dir.join(name), &dir.join("pkg2"), &PackageOptions::default())
-            .unwrap_err();
+        let err = write_package(
+            &dir.join(name),
+            &dir.join("pkg2"),
+            &PackageOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert_eq!(err.diagnostics()[0].code, "E299", "{err}");
         assert!(err.to_string().contains("loss.target"), "{err}");
@@ -562,7 +663,14 @@ fn platform_follows_the_device_and_runs_are_refused_like_the_scene() {
     assert_eq!((c1, c2), (4, 4), "{e1}{e2}");
     assert!(e1.contains("refused[R305]"), "{e1}");
     // --platform overrides the default.
-    let (code, _, err) = cli(&["package", s(&dir.join("a.ron")), "-o", s(&pkg), "--platform", "a2a3sim"]);
+    let (code, _, err) = cli(&[
+        "package",
+        s(&dir.join("a.ron")),
+        "-o",
+        s(&pkg),
+        "--platform",
+        "a2a3sim",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(manifest_json(&pkg)["platform"], "a2a3sim");
 }
@@ -571,13 +679,30 @@ fn platform_follows_the_device_and_runs_are_refused_like_the_scene() {
 fn bad_arguments_and_directories_are_exit_2() {
     let dir = tmp("args");
     let (code, _, err) = cli(&[
-        "package", "scenes/hello.ron", "-o", s(&dir), "--platform", "gpu", "--runtime", "fast",
+        "package",
+        "scenes/hello.ron",
+        "-o",
+        s(&dir),
+        "--platform",
+        "gpu",
+        "--runtime",
+        "fast",
     ]);
     assert_eq!(code, 2);
-    assert!(err.contains("error[E294]") && err.contains("--platform"), "{err}");
-    assert!(err.contains("error[E295]") && err.contains("--runtime"), "{err}");
+    assert!(
+        err.contains("error[E294]") && err.contains("--platform"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error[E295]") && err.contains("--runtime"),
+        "{err}"
+    );
     assert!(!dir.exists());
-    for r in ["host_build_graph", "aicpu_build_graph", "tensormap_and_ringbuffer"] {
+    for r in [
+        "host_build_graph",
+        "aicpu_build_graph",
+        "tensormap_and_ringbuffer",
+    ] {
         let (code, _, err) = cli(&["package", "scenes/hello.ron", "-o", s(&dir), "--runtime", r]);
         assert_eq!(code, 0, "{err}");
         assert_eq!(manifest_json(&dir)["runtime"], r);
@@ -589,10 +714,18 @@ fn bad_arguments_and_directories_are_exit_2() {
     std::fs::write(keep.join("notes.txt"), "mine").unwrap();
     let (code, _, err) = cli(&["package", "scenes/hello.ron", "-o", s(&keep)]);
     assert_eq!(code, 2);
-    assert!(err.contains("error[E290]") && err.contains("not a package"), "{err}");
+    assert!(
+        err.contains("error[E290]") && err.contains("not a package"),
+        "{err}"
+    );
     assert_eq!(tree(&keep).keys().collect::<Vec<_>>(), vec!["notes.txt"]);
     // A file is not a directory.
-    let (code, _, err) = cli(&["package", "scenes/hello.ron", "-o", s(&keep.join("notes.txt"))]);
+    let (code, _, err) = cli(&[
+        "package",
+        "scenes/hello.ron",
+        "-o",
+        s(&keep.join("notes.txt")),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("error[E290]"), "{err}");
     // An empty directory is fine.
@@ -628,7 +761,10 @@ fn malformed_catalogue_is_rejected_by_package() {
     let mut checked = 0;
     for p in &paths {
         let text = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
-        if text.lines().any(|l| l.starts_with("//") && l.contains("engine-bug:")) {
+        if text
+            .lines()
+            .any(|l| l.starts_with("//") && l.contains("engine-bug:"))
+        {
             continue;
         }
         let codes: Vec<String> = text
@@ -654,7 +790,10 @@ fn malformed_catalogue_is_rejected_by_package() {
         } else {
             assert_eq!(code, 2, "{name}: {stdout}{stderr}");
             for c in codes.iter().filter(|c| *c != "E280") {
-                assert!(stderr.contains(&format!("error[{c}]")), "{name}: expected {c}\n{stderr}");
+                assert!(
+                    stderr.contains(&format!("error[{c}]")),
+                    "{name}: expected {c}\n{stderr}"
+                );
             }
             assert!(!out.exists(), "{name}: wrote a package");
         }

@@ -205,7 +205,10 @@ impl Runtime {
 macro_rules! name_serde {
     ($t:ty, $what:literal) => {
         impl Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
             }
         }
@@ -797,9 +800,10 @@ fn describe(
         };
         let signature = ArgSignature::of(&sig);
         let content_hash = kernel_content_hash(&n.kernel);
-        let id = match kernels_out.iter().find(|e| {
-            e.content_hash == content_hash && e.core == core && e.signature == signature
-        }) {
+        let id = match kernels_out
+            .iter()
+            .find(|e| e.content_hash == content_hash && e.core == core && e.signature == signature)
+        {
             Some(e) => e.func_id,
             None => {
                 let id = kernels_out.len() as u32;
@@ -830,7 +834,12 @@ fn describe(
     };
 
     let (domains, policy, dispatch_cost, workers) = match &plan.dispatch {
-        Some(d) => (d.domains, policy_entry(&d.policy), d.dispatch_cost, d.workers),
+        Some(d) => (
+            d.domains,
+            policy_entry(&d.policy),
+            d.dispatch_cost,
+            d.workers,
+        ),
         None => (1, policy_entry(&DispatchPolicy::RoundRobin), 0, None),
     };
     let schedule = SchedulePayload {
@@ -854,7 +863,11 @@ fn describe(
             .iter()
             .map(|g| GateEntry {
                 name: g.name.clone(),
-                members: g.members.iter().map(|&n| node_name(n).to_string()).collect(),
+                members: g
+                    .members
+                    .iter()
+                    .map(|&n| node_name(n).to_string())
+                    .collect(),
             })
             .collect(),
         domains,
@@ -1108,15 +1121,17 @@ pub fn write_package_with(
     let mut errors = Vec::new();
     let reserved = [MANIFEST_FILE, SCENE_FILE, TASKS_FILE];
     let reference = |payload: &mut BTreeMap<String, Vec<u8>>,
-                         errors: &mut Vec<Diagnostic>,
-                         at: String,
-                         rel: &str,
-                         expect: Option<&str>| {
+                     errors: &mut Vec<Diagnostic>,
+                     at: String,
+                     rel: &str,
+                     expect: Option<&str>| {
         let Some(key) = safe_relative(rel) else {
             errors.push(Diagnostic::at(
                 "E299",
                 at,
-                format!("file `{rel}` must be a relative path inside the scene's folder to be packaged"),
+                format!(
+                    "file `{rel}` must be a relative path inside the scene's folder to be packaged"
+                ),
             ));
             return;
         };
@@ -1268,6 +1283,13 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     }
     let mpath = dir.join(MANIFEST_FILE);
     std::fs::remove_file(&mpath).map_err(|e| io_internal(&mpath, e))
+}
+
+/// Whether `path` is a package directory: a directory holding `manifest.json` (which
+/// [`load_package`] then verifies). `tapwheel run` takes such a path as a package and any other
+/// path as a scene file.
+pub fn is_package(path: &Path) -> bool {
+    path.is_dir() && path.join(MANIFEST_FILE).exists()
 }
 
 /// Loads and verifies the package in `dir` (SPEC §16).
