@@ -115,8 +115,10 @@ impl TableArgs {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Run a scene; writes DIR/report.json and DIR/probes/NAME.csv.
+    /// Run a scene, or a package directory written by `tapwheel package`; writes
+    /// DIR/report.json and DIR/probes/NAME.csv.
     Run {
+        /// A scene file, or a package directory holding manifest.json (verified before it runs).
         scene: PathBuf,
         /// Last tick processed (inclusive); overrides the scene's run.until.
         #[arg(long)]
@@ -174,8 +176,20 @@ enum Command {
         #[command(flatten)]
         tables: TableArgs,
     },
-    /// Write a versioned package (not in this build).
-    Package { scene: PathBuf },
+    /// Write a versioned package (manifest.json, scene.ron, tasks.json and the scene's files)
+    /// into DIR; `tapwheel run DIR` runs it.
+    Package {
+        scene: PathBuf,
+        /// The package directory: missing, empty, or an earlier package (replaced).
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: PathBuf,
+        /// cyclesim | a2a3 | a2a3sim (default: a2a3 for an Ascend device, else cyclesim).
+        #[arg(long)]
+        platform: Option<String>,
+        /// host_build_graph (default) | aicpu_build_graph | tensormap_and_ringbuffer.
+        #[arg(long)]
+        runtime: Option<String>,
+    },
     /// Gradients of the scene's loss (not in this build).
     Grad { scene: PathBuf },
     /// Plot a finished run (not in this build).
@@ -257,7 +271,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 refused.push(arg_refusal("--snapshot", "R341", "snapshots"));
             }
             let (slots, symbols) = tables.parse()?;
-            let loaded = Scene::load(&scene)?;
+            let loaded = if tapwheel::device::package::is_package(&scene) {
+                tapwheel::device::package::load_package(&scene)?.scene
+            } else {
+                Scene::load(&scene)?
+            };
             if !refused.is_empty() {
                 return Err(Error::Refused(refused));
             }
@@ -455,7 +473,30 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             Ok(if analysis.refusals.is_empty() { 0 } else { 4 })
         }
-        Command::Package { .. } => Err(not_in_build("tapwheel package", "R343")),
+        Command::Package {
+            scene,
+            out,
+            platform,
+            runtime,
+        } => {
+            use tapwheel::device::package::{PackageOptions, write_package};
+            let opts = PackageOptions::from_names(platform.as_deref(), runtime.as_deref())?;
+            let written = write_package(&scene, &out, &opts)?;
+            print_warnings(&written.warnings);
+            let m = &written.manifest;
+            outln!(
+                "{}: package written to {} ({} {}, {} kernels, {} files)",
+                m.scene.name,
+                written.dir.display(),
+                m.platform.as_str(),
+                m.runtime.as_str(),
+                m.kernels.len(),
+                m.files.len() + 1
+            );
+            outln!("  plan_digest {}", m.plan_digest);
+            outln!("  manifest_digest {}", written.manifest_digest);
+            Ok(0)
+        }
         Command::Grad { .. } => Err(not_in_build("tapwheel grad", "R310")),
         Command::Plot { .. } => Err(not_in_build("tapwheel plot", "R340")),
         Command::Bench => Err(not_in_build("tapwheel bench", "R344")),

@@ -12,6 +12,7 @@
 //!   workers of the scheduler domains.
 
 pub mod cyclesim;
+pub mod package;
 
 use crate::kernels::Cost;
 use crate::scene::CoreType;
