@@ -1,6 +1,8 @@
 //! Devices give firings their timing (SPEC §12). Values always come from the reference kernels,
 //! so every device yields the same token values.
 
+pub mod ascend;
+
 use crate::ecs::NodeWiring;
 use bevy_ecs::prelude::*;
 
