@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use tapwheel::device::ascend::{BridgeRefusal, check_ascend};
 
 /// A scene on the Ascend device with the given library and device id.
@@ -97,6 +96,8 @@ fn without_the_feature_the_device_is_refused_naming_the_feature() {
 #[cfg(feature = "ascend")]
 mod with_the_bridge {
     use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
     use tapwheel::device::ascend::{
         AscendBridge, AscendError, Call, KernelBinary, REQUIRED_SYMBOLS, RuntimeVariant, TaskGraph,
         Tensor,
@@ -177,12 +178,12 @@ mod with_the_bridge {
             }
         }
 
-        fn live_allocations(&self) -> i64 {
+        fn live_allocations(&self) -> std::os::raw::c_long {
             type Live = unsafe extern "C" fn() -> std::os::raw::c_long;
             // SAFETY: `mock_live_allocations(void) -> long` as defined in mock_pto.c.
             unsafe {
                 let f = self.lib.get::<Live>("mock_live_allocations").expect("hook");
-                f() as i64
+                f()
             }
         }
     }
