@@ -11,6 +11,7 @@
 //! - [`cyclesim::CycleSim`]: a cycle-level model of one Ascend A2/A3 die, whose cores are the
 //!   workers of the scheduler domains.
 
+pub mod ascend;
 pub mod cyclesim;
 pub mod package;
 

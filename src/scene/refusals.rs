@@ -7,7 +7,7 @@ use crate::error::Diagnostic;
 /// Every refusal the scene triggers, in scene order.
 pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut refuse = |code: &'static str, path: String, what: &str| {
+    let refuse = |out: &mut Vec<Diagnostic>, code: &'static str, path: String, what: &str| {
         out.push(Diagnostic::at(
             code,
             path,
@@ -17,29 +17,48 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
     for (i, n) in s.nodes.iter().enumerate() {
         let p = format!("nodes[{i}]");
         if n.thermal.is_some() {
-            refuse("R307", format!("{p}.thermal"), "`thermal` state");
+            refuse(&mut out, "R307", format!("{p}.thermal"), "`thermal` state");
         }
         if n.throttle.is_some() {
-            refuse("R307", format!("{p}.throttle"), "`throttle`");
+            refuse(&mut out, "R307", format!("{p}.throttle"), "`throttle`");
         }
     }
     if let Some(w) = &s.task_window
         && w.mode != WindowMode::Stall
     {
         refuse(
+            &mut out,
             "R304",
             "task_window.mode".into(),
             &format!("task window mode `{:?}` (only `Stall`)", w.mode),
         );
     }
-    if matches!(s.device, DeviceSpec::Ascend { .. }) {
-        refuse("R305", "device".into(), "the Ascend device");
+    match &s.device {
+        // The bridge checks the feature, the library, its symbols and the device (R360–R364).
+        DeviceSpec::Ascend { library, device_id } => {
+            match crate::device::ascend::check_ascend(std::path::Path::new(library), *device_id) {
+                Err(refused) => out.push(refused.diagnostic_at("device")),
+                Ok(()) => out.push(Diagnostic::at(
+                    "R305",
+                    "device",
+                    format!(
+                        "Ascend device {device_id} is available through `{library}`, but running a scene on it (from its package, §16) is not supported by this build yet"
+                    ),
+                )),
+            }
+        }
+        DeviceSpec::Reference | DeviceSpec::CycleSim { .. } => {}
     }
     if !s.thermal_links.is_empty() {
-        refuse("R307", "thermal_links".into(), "`thermal_links`");
+        refuse(&mut out, "R307", "thermal_links".into(), "`thermal_links`");
     }
     if s.loss.is_some() {
-        refuse("R310", "loss".into(), "`loss` (the backward pass)");
+        refuse(
+            &mut out,
+            "R310",
+            "loss".into(),
+            "`loss` (the backward pass)",
+        );
     }
     out
 }
