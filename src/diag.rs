@@ -378,12 +378,14 @@ pub fn gate(world: &World, plan: &Plan) -> Option<DeadlockReport> {
     })
 }
 
-/// The device's heap-ring use, for a mitigation's wording.
-fn stats_hint(world: &World) -> String {
-    world
-        .get_resource::<crate::device::ActiveDevice>()
-        .and_then(|d| d.0.report().get("heap_ring").cloned())
-        .map_or_else(|| "?".to_string(), |h| format!("{}", h["in_use"]))
+/// `(bytes node i's task needs, bytes held, ring size)` of the device's heap ring.
+fn heap_state(world: &World, i: usize) -> (u64, u64, u64) {
+    let Some(d) = world.get_resource::<crate::device::ActiveDevice>() else {
+        return (0, 0, 0);
+    };
+    let ring = d.0.report();
+    let get = |k: &str| ring["heap_ring"][k].as_u64().unwrap_or(0);
+    (d.0.task_bytes(i), get("in_use"), get("bytes"))
 }
 
 /// No instant has work, yet ready tasks wait for a window slot or a worker that no task in
@@ -442,11 +444,14 @@ pub fn resource(world: &World, plan: &Plan) -> Option<DeadlockReport> {
                 "raise the device profile's task_ring so {} can be submitted (the ring is reclaimed in order)",
                 plan.nodes[i].name
             ),
-            StallReason::HeapArenaFull => format!(
-                "raise the device profile's heap_ring_bytes ({} bytes held by tasks in flight) so {} can be submitted",
-                stats_hint(world),
-                plan.nodes[i].name
-            ),
+            StallReason::HeapArenaFull => {
+                let (need, held, size) = heap_state(world, i);
+                format!(
+                    "raise the device profile's heap_ring_bytes ({size}) to at least {} so {} can be submitted (its outputs take {need} bytes; {held} are held by tasks in flight)",
+                    need.saturating_add(held),
+                    plan.nodes[i].name
+                )
+            }
             StallReason::ReadyQueueFull => format!(
                 "raise the device profile's ready_queue_depth so {} can be queued",
                 plan.nodes[i].name

@@ -80,6 +80,11 @@ pub trait Device: Send + Sync + 'static {
     fn retire(&mut self, token: u64);
     /// The device's part of `report.json` (`device`).
     fn report(&self) -> serde_json::Value;
+    /// Heap-ring bytes one task of the node takes (0 on devices without a heap ring).
+    fn task_bytes(&self, node: usize) -> u64 {
+        let _ = node;
+        0
+    }
     /// A copy of the device state (dispatch restores it when a gate's unit cannot be issued).
     fn box_clone(&self) -> Box<dyn Device>;
 }

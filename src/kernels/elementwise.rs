@@ -279,7 +279,12 @@ impl Kernel for Binary {
         self.kind
     }
     fn cost(&self, sig: &super::Signature) -> super::Cost {
-        super::default_cost(sig, crate::scene::CoreType::Vector)
+        // One vector operation per output element (it reads one element of each operand).
+        let c = super::default_cost(sig, crate::scene::CoreType::Vector);
+        super::Cost {
+            elements: c.bytes_out / 4,
+            ..c
+        }
     }
     fn demand(&self, _: &[InputView], demand: &mut [u32]) {
         demand.fill(self.rate);

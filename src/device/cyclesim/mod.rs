@@ -535,6 +535,10 @@ impl Device for CycleSim {
         })
     }
 
+    fn task_bytes(&self, node: usize) -> u64 {
+        self.tasks.get(node).map_or(0, |t| t.heap_bytes)
+    }
+
     fn box_clone(&self) -> Box<dyn Device> {
         Box::new(self.clone())
     }
