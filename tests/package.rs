@@ -379,7 +379,7 @@ fn manifest_of_hello_holds_every_field() {
     // The kernel registry: probes are not tasks, so src, gain, bias → 0, 1, 2.
     let one = |name: &str| serde_json::json!({"name": name, "rate": 1, "shape": [1, 1, 1], "dtype": "f32"});
     let expected = serde_json::json!([
-        {"func_id": 0, "name": "Ramp", "core": "Vector",
+        {"func_id": 0, "name": "Ramp", "core": "AiCpu",
          "signature": {"inputs": [], "outputs": [one("out")]},
          "content_hash": kernel_content_hash(&KernelSpec::Ramp { start: 0.0, step: 1.0 })},
         {"func_id": 1, "name": "Gain", "core": "Vector",
@@ -519,8 +519,8 @@ fn matmul_diamond_registry_shares_func_ids_and_keeps_cores() {
     assert_eq!(
         reg,
         vec![
-            (0, "Const", "Vector".into()),
-            (1, "Const", "Vector".into()),
+            (0, "Const", "AiCpu".into()),
+            (1, "Const", "AiCpu".into()),
             (2, "Map", "Vector".into()),
             (3, "Map", "Vector".into()),
             (4, "MatMul", "Cube".into()),
@@ -569,7 +569,8 @@ fn core_defaults_to_the_kernels_cost_declaration() {
         .iter()
         .map(|k| format!("{:?}", k.core))
         .collect();
-    assert_eq!(cores, vec!["Vector", "Cube", "AiCpu"]);
+    // Sources are AICPU work by default (docs/devices.md), MatMul cube work.
+    assert_eq!(cores, vec!["AiCpu", "Cube", "AiCpu"]);
 }
 
 #[test]
@@ -657,11 +658,11 @@ fn platform_follows_the_device_and_runs_are_refused_like_the_scene() {
     let (code, out, err) = cli(&["package", s(&dir.join("a.ron")), "-o", s(&pkg)]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(manifest_json(&pkg)["platform"], "a2a3");
-    // The package runs as the scene does: this build refuses the device (exit 4).
+    // The package runs as the scene does: the bridge refuses the missing library (exit 4).
     let (c1, _, e1) = cli_run(&pkg, &[], "ascend_run");
     let (c2, _, e2) = cli_run(&dir.join("a.ron"), &[], "ascend_run");
     assert_eq!((c1, c2), (4, 4), "{e1}{e2}");
-    assert!(e1.contains("refused[R305]"), "{e1}");
+    assert!(e1.contains("refused[R360]") && e2.contains("refused[R360]"), "{e1}");
     // --platform overrides the default.
     let (code, _, err) = cli(&[
         "package",
