@@ -3,11 +3,19 @@
 //! parallel Biquad → Gain → Probe lanes) under `Kpn` and under `IplsAuto` with batched cohorts,
 //! single- and two-threaded. After criterion's runs, the IPLS speed-up over `Kpn` on the wide
 //! graph is measured again, interleaved in the same process, and printed as ratios.
+//!
+//! `cyclesim`: pto-runtime's batched GEMM (`scenes/pto/batched_gemm.ron`, 64 MatMul + 64 Add
+//! tasks, one tick per AI-core cycle) on the CycleSim device (`builtin:a2a3`) and, as the
+//! baseline, on the Reference device. The scene is loaded and planned once, outside the timed
+//! loop; one timed iteration is engine construction (`Engine::new` on a clone of the plan, made
+//! in untimed setup) plus `run()`. Reading the report is not timed. After criterion, both are
+//! measured again, interleaved, and the simulated cycles per wall-clock second (goal ≥ 100 M) and
+//! the CycleSim/Reference wall-time ratio (the model's overhead) are printed.
 
 use criterion::{BatchSize, Criterion, criterion_group};
 use std::hint::black_box;
-use tapwheel::scene::ScheduleSpec;
-use tapwheel::{Engine, RunOptions, Scene};
+use tapwheel::scene::{DeviceSpec, ScheduleSpec};
+use tapwheel::{Engine, Plan, RunOptions, Scene};
 
 fn chain(n: usize, tokens: u64) -> String {
     let mut nodes = vec![format!(
@@ -108,6 +116,89 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// The batched-GEMM scene planned for CycleSim (`builtin:a2a3`) and for Reference, in that order.
+fn gemm_plans() -> [(&'static str, Plan); 2] {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let scene = Scene::load(root.join("scenes/pto/batched_gemm.ron")).expect("scene");
+    let on = |device: DeviceSpec| {
+        let mut s = scene.clone();
+        s.spec.device = device;
+        Plan::compile(&s).expect("plan")
+    };
+    [
+        (
+            "cyclesim",
+            on(DeviceSpec::CycleSim {
+                profile: "builtin:a2a3".into(),
+            }),
+        ),
+        ("reference", on(DeviceSpec::Reference)),
+    ]
+}
+
+/// One timed iteration: engine construction from an (untimed) plan clone, then the run.
+fn gemm_run(plan: Plan) -> Engine {
+    let mut e = Engine::new(plan, RunOptions::default()).expect("engine");
+    black_box(e.run());
+    e
+}
+
+fn bench_cyclesim(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cyclesim");
+    for (label, plan) in gemm_plans() {
+        group.bench_function(format!("batched_gemm_{label}"), |b| {
+            b.iter_batched(|| plan.clone(), gemm_run, BatchSize::SmallInput)
+        });
+    }
+    group.finish();
+}
+
+/// Interleaved timing of the batched GEMM on CycleSim and Reference (construction + run, best
+/// of `RUNS`); prints the simulated cycles per wall-clock second and the overhead ratio.
+fn cyclesim_rate() {
+    const RUNS: usize = 200;
+    let plans = gemm_plans();
+    let mut best = [f64::INFINITY; 2];
+    let mut best_run_only = [f64::INFINITY; 2];
+    let mut cycles = 0u64;
+    for _ in 0..RUNS {
+        for (k, (label, plan)) in plans.iter().enumerate() {
+            let p = plan.clone();
+            let t = std::time::Instant::now();
+            let mut e = Engine::new(p, RunOptions::default()).expect("engine");
+            let built = t.elapsed().as_secs_f64();
+            let outcome = black_box(e.run());
+            let total = t.elapsed().as_secs_f64();
+            best[k] = best[k].min(total);
+            best_run_only[k] = best_run_only[k].min(total - built);
+            if *label == "cyclesim" && cycles == 0 {
+                assert_eq!(outcome, tapwheel::Outcome::Completed);
+                cycles = e.report().json["device"]["cycles"]
+                    .as_u64()
+                    .expect("device.cycles");
+            }
+        }
+    }
+    let rate = |secs: f64| cycles as f64 / secs / 1e6;
+    println!(
+        "cyclesim batched_gemm: {cycles} simulated cycles in {:.1} µs = {:.1} M cycles/s (goal >= 100 M)",
+        best[0] * 1e6,
+        rate(best[0])
+    );
+    println!(
+        "  (best of {RUNS} interleaved runs, engine construction + run; run alone {:.1} µs = {:.1} M cycles/s)",
+        best_run_only[0] * 1e6,
+        rate(best_run_only[0])
+    );
+    println!(
+        "  reference batched_gemm: {:.1} µs (run alone {:.1} µs); CycleSim/Reference wall time ×{:.2} (run alone ×{:.2})",
+        best[1] * 1e6,
+        best_run_only[1] * 1e6,
+        best[0] / best[1],
+        best_run_only[0] / best_run_only[1]
+    );
+}
+
 /// Interleaved timing of the wide-graph variants in this process; prints each median and its
 /// ratio to `Kpn` (the speed-up of the IPLS/cohort path).
 fn wide_ratio() {
@@ -141,10 +232,53 @@ fn wide_ratio() {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_cyclesim);
+
+/// The positional filter criterion was given (`cargo bench --bench engine -- FILTER`), if any.
+fn filter() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    let mut filter = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // Options of criterion's CLI that take a value.
+            "--save-baseline"
+            | "--baseline"
+            | "--baseline-lenient"
+            | "--load-baseline"
+            | "--color"
+            | "--sample-size"
+            | "--warm-up-time"
+            | "--measurement-time"
+            | "--nresamples"
+            | "--noise-threshold"
+            | "--confidence-level"
+            | "--significance-level"
+            | "--profile-time"
+            | "--plotting-backend"
+            | "--output-format" => {
+                args.next();
+            }
+            s if s.starts_with('-') => {}
+            s => filter = Some(s.to_string()),
+        }
+    }
+    filter
+}
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    wide_ratio();
+    // The in-process ratios follow the filter too: `-- cyclesim` runs only the CycleSim ones.
+    let filter = filter();
+    let wanted = |names: &[&str]| {
+        filter
+            .as_deref()
+            .is_none_or(|f| names.iter().any(|n| n.contains(f) || f.contains(n)))
+    };
+    if wanted(&["wide256"]) {
+        wide_ratio();
+    }
+    if wanted(&["cyclesim", "batched_gemm"]) {
+        cyclesim_rate();
+    }
 }

@@ -642,6 +642,144 @@ fn loss_target_is_packaged_and_must_exist() {
     }
 }
 
+/// A tile GEMM + add on `device: CycleSim(profile: "PROFILE")`, one tick per cycle.
+fn cyclesim_scene(profile: &str) -> String {
+    format!(
+        r#"Scene(version: 1, name: "cs", tick_hz: 1.8e9,
+        defaults: (shape: (batch: 1, channels: 16, frames: 16)),
+        nodes: [Node(name: "a", kernel: Const(value: 0.5), period: Some(1000), count: Some(3)),
+                Node(name: "b", kernel: Const(value: 0.25), period: Some(1000), count: Some(3)),
+                Node(name: "c", kernel: Const(value: 1.0), period: Some(1000), count: Some(3)),
+                Node(name: "mm", kernel: MatMul, core: Some(Cube)),
+                Node(name: "add", kernel: Add, core: Some(Vector)),
+                Node(name: "out", kernel: Probe)],
+        edges: [Edge(from: "a.out", to: "mm.a"), Edge(from: "b.out", to: "mm.b"),
+                Edge(from: "mm.out", to: "add.a"), Edge(from: "c.out", to: "add.b"),
+                Edge(from: "add.out", to: "out.in")],
+        device: CycleSim(profile: "{profile}"))"#
+    )
+}
+
+#[test]
+fn cyclesim_profile_travels_with_the_scene() {
+    let dir = tmp("cyclesim");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The built-in figures with a slower orchestrator, so the run tells the two apart.
+    let builtin = tapwheel::device::cyclesim::BUILTIN_A2A3;
+    let submit = "orchestrator_submit: 200,";
+    assert!(builtin.contains(submit));
+    let prof = builtin.replace(submit, "orchestrator_submit: 300,");
+    std::fs::write(dir.join("prof.ron"), &prof).unwrap();
+    std::fs::write(dir.join("cs.ron"), cyclesim_scene("prof.ron")).unwrap();
+    let pkg = dir.join("pkg");
+    let (code, out, err) = cli(&["package", s(&dir.join("cs.ron")), "-o", s(&pkg)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let m = manifest_json(&pkg);
+    assert_eq!(m["platform"], "cyclesim");
+    let files = m["files"].as_object().unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        vec!["prof.ron", "scene.ron", "tasks.json"]
+    );
+    assert_eq!(
+        files["prof.ron"],
+        blake3::hash(prof.as_bytes()).to_hex().as_str()
+    );
+    assert_eq!(std::fs::read_to_string(pkg.join("prof.ron")).unwrap(), prof);
+
+    // The package runs from its own copy (the original is gone) exactly as the scene ran.
+    let (code, direct, err) = cli_run(&dir.join("cs.ron"), &[], "cyclesim_scene_run");
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_file(dir.join("prof.ron")).unwrap();
+    let (code, via_pkg, err) = cli_run(&pkg, &[], "cyclesim_pkg_run");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(direct["outcome"], "completed");
+    for key in [
+        "outcome",
+        "plan_digest",
+        "output_digest",
+        "values_digest",
+        "end_tick",
+    ] {
+        assert_eq!(via_pkg[key], direct[key], "{key}");
+    }
+    assert_eq!(via_pkg["device"]["cycles"], direct["device"]["cycles"]);
+    // The slower orchestrator shows: the built-in profile gives another timing.
+    std::fs::write(dir.join("b.ron"), cyclesim_scene("builtin:a2a3")).unwrap();
+    let (code, builtin_run, err) = cli_run(&dir.join("b.ron"), &[], "cyclesim_builtin_run");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(builtin_run["values_digest"], direct["values_digest"]);
+    assert_ne!(builtin_run["output_digest"], direct["output_digest"]);
+
+    // A changed profile is named (exit 2), before anything runs.
+    std::fs::write(
+        pkg.join("prof.ron"),
+        prof.replace("orchestrator_submit: 300,", "orchestrator_submit: 301,"),
+    )
+    .unwrap();
+    let (code, _, err) = cli_run(&pkg, &[], "cyclesim_tamper_run");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("error[E297]"), "{err}");
+    assert!(
+        err.contains("package file `prof.ron` does not match its digest"),
+        "{err}"
+    );
+    let e = load_package(&pkg).unwrap_err();
+    assert_eq!(e.diagnostics().len(), 1);
+    assert_eq!(e.diagnostics()[0].code, "E297");
+    // A missing one too.
+    std::fs::remove_file(pkg.join("prof.ron")).unwrap();
+    let (code, _, err) = cli_run(&pkg, &[], "cyclesim_missing_run");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("package file `prof.ron` is missing"), "{err}");
+}
+
+#[test]
+fn cyclesim_profiles_outside_the_scene_folder_are_e299() {
+    let dir = tmp("cyclesim_outside");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(
+        dir.join("prof.ron"),
+        tapwheel::device::cyclesim::BUILTIN_A2A3,
+    )
+    .unwrap();
+    // `../prof.ron` resolves from the scene's folder; `assets/devices/a2a3.ron` only from the
+    // working directory (the CLI runs in the repository root).
+    for (name, profile, says) in [
+        (
+            "up.ron",
+            "../prof.ron",
+            "must be a relative path inside the scene's folder",
+        ),
+        (
+            "cwd.ron",
+            "assets/devices/a2a3.ron",
+            "is not in the scene's folder (it was found relative to the working directory)",
+        ),
+    ] {
+        let scene = dir.join("sub").join(name);
+        std::fs::write(&scene, cyclesim_scene(profile)).unwrap();
+        // The scene itself plans and runs.
+        let (code, _, err) = cli(&["check", s(&scene)]);
+        assert_eq!(code, 0, "{profile}: {err}");
+        let pkg = dir.join("pkg");
+        let (code, out, err) = cli(&["package", s(&scene), "-o", s(&pkg)]);
+        assert_eq!(code, 2, "{profile}: {out}{err}");
+        assert!(err.contains("error[E299]"), "{err}");
+        assert!(err.contains("device.profile"), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!pkg.exists());
+    }
+    // A built-in profile is not a file: nothing more travels.
+    let scene = dir.join("sub").join("builtin.ron");
+    std::fs::write(&scene, cyclesim_scene("builtin:a2a3")).unwrap();
+    let w = write_package(&scene, &dir.join("pkg"), &PackageOptions::default()).unwrap();
+    assert_eq!(
+        w.manifest.files.keys().collect::<Vec<_>>(),
+        vec!["scene.ron", "tasks.json"]
+    );
+}
+
 #[test]
 fn platform_follows_the_device_and_runs_are_refused_like_the_scene() {
     let dir = tmp("ascend");

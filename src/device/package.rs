@@ -7,8 +7,9 @@
 //!   (`func_id`, core, name, argument signature, content hash), the orchestration payload, the
 //!   schedule, CSP and slot payloads, `plan_digest`, and the BLAKE3 digest of every other file;
 //! - `scene.ron` — the scene, byte for byte;
-//! - every file the scene references (`File` sources, a `loss` target), at the same path relative
-//!   to the scene as in the scene's folder, so `scene.ron` resolves them unchanged;
+//! - every file the scene references (`File` sources, a `loss` target, a `CycleSim` profile named
+//!   by path), at the same path relative to the scene as in the scene's folder, so `scene.ron`
+//!   resolves them unchanged;
 //! - `tasks.json` — the task graph ([`TaskGraph`]): nodes with `func_id`, core and taps, channels.
 //!
 //! The same scene (and the same files) always gives a byte-identical package.
@@ -1183,6 +1184,37 @@ pub fn write_package_with(
             target,
             None,
         );
+    }
+    // A CycleSim profile named by path travels like a referenced file, at its path relative to
+    // the scene, so the package's `scene.ron` resolves it unchanged from the package folder. It
+    // must be the very file the plan loaded (its digest is in `plan_digest`): one outside the
+    // scene's folder, or found only relative to the working directory, is E299 (rewriting the
+    // path would change `scene.ron` and the plan digest).
+    if let crate::plan::PlanDevice::CycleSim {
+        profile,
+        profile_digest,
+        ..
+    } = &plan.device
+        && !profile.starts_with("builtin:")
+    {
+        let at = "device.profile".to_string();
+        match safe_relative(profile) {
+            Some(key) if !base_dir.join(&key).is_file() => errors.push(Diagnostic::at(
+                "E299",
+                at,
+                format!(
+                    "profile `{profile}` is not in the scene's folder (it was found relative to \
+                     the working directory); copy it next to the scene, or use `builtin:a2a3`"
+                ),
+            )),
+            _ => reference(
+                &mut payload,
+                &mut errors,
+                at,
+                profile,
+                Some(profile_digest.as_str()),
+            ),
+        }
     }
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));

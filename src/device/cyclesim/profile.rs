@@ -211,7 +211,7 @@ impl Profile {
                 bad(f, "must be at least 1".into());
             }
         }
-        if p.cube.k_block_bytes % 4 != 0 {
+        if !p.cube.k_block_bytes.is_multiple_of(4) {
             bad(
                 "cube.k_block_bytes",
                 format!(
