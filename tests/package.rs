@@ -800,7 +800,10 @@ fn platform_follows_the_device_and_runs_are_refused_like_the_scene() {
     let (c1, _, e1) = cli_run(&pkg, &[], "ascend_run");
     let (c2, _, e2) = cli_run(&dir.join("a.ron"), &[], "ascend_run");
     assert_eq!((c1, c2), (4, 4), "{e1}{e2}");
-    assert!(e1.contains("refused[R360]") && e2.contains("refused[R360]"), "{e1}");
+    assert!(
+        e1.contains("refused[R360]") && e2.contains("refused[R360]"),
+        "{e1}"
+    );
     // --platform overrides the default.
     let (code, _, err) = cli(&[
         "package",

@@ -63,16 +63,20 @@ impl Kernel for MatMul {
         let (a, b) = (io.inputs[0].values, io.inputs[1].values);
         let tiles = a.len().checked_div(sa).unwrap_or(0);
         let out = io.outputs[0].append_zeroed(tiles * so);
+        if self.n == 0 || self.k == 0 {
+            return; // empty products: the zeroed output is the result
+        }
         for t in 0..tiles {
             let (at, bt) = (&a[t * sa..][..sa], &b[t * sb..][..sb]);
             let ot = &mut out[t * so..][..so];
-            for i in 0..self.m {
-                for j in 0..self.n {
-                    let mut acc = 0f32;
-                    for k in 0..self.k {
-                        acc += at[i * self.k + k] * bt[k * self.n + j];
+            // Row i of the output accumulates a[i][k] · b[k][..] over k ascending: each element
+            // adds the same products in the same order as a dot product from 0, bit for bit,
+            // while reading B row by row.
+            for (ci, ai) in ot.chunks_exact_mut(self.n).zip(at.chunks_exact(self.k)) {
+                for (&aik, bk) in ai.iter().zip(bt.chunks_exact(self.n)) {
+                    for (c, &bv) in ci.iter_mut().zip(bk) {
+                        *c += aik * bv;
                     }
-                    ot[i * self.n + j] = acc;
                 }
             }
         }
