@@ -347,6 +347,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     let v = serde_json::json!({
                         "scene": plan.name,
                         "plan_digest": plan.digest,
+                        "device": plan.device.name(),
                         "nodes": plan.nodes.iter().map(|n| serde_json::json!({
                             "name": n.name, "kernel": n.kernel.kind(), "source": n.is_source,
                             "inputs": n.inputs.iter().map(|t| &t.name).collect::<Vec<_>>(),
@@ -385,6 +386,17 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     );
                     outln!("  plan_digest {}", plan.digest);
                     outln!("  schedule {}", plan.schedule.mode.as_str());
+                    match &plan.device {
+                        tapwheel::plan::PlanDevice::CycleSim {
+                            profile,
+                            profile_digest,
+                            ..
+                        } => outln!(
+                            "  device CycleSim (profile {profile}, blake3 {})",
+                            &profile_digest[..16.min(profile_digest.len())]
+                        ),
+                        d => outln!("  device {}", d.name()),
+                    }
                     for (i, st) in plan.schedule.stages.iter().enumerate() {
                         let cohorts: Vec<String> = st
                             .cohorts

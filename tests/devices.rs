@@ -387,4 +387,12 @@ fn the_cli_runs_a_scene_on_cyclesim() {
     assert_eq!(j["device"]["tasks"]["cube"], 2);
     assert_eq!(j["device"]["tasks"]["vector"], 4);
     assert!(j["makespan_ticks"].as_u64().unwrap() > 0);
+    // `check` names the device and the profile.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapwheel"))
+        .args(["check", "scenes/pto/batched_gemm.ron", "--format", "json"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["device"], "Reference");
 }
