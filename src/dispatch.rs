@@ -374,11 +374,12 @@ impl Dispatcher {
 
     /// [`Dispatcher::try_issue`] with the node's name (for hooks).
     pub fn try_issue_named(&mut self, node: usize, name: &str, firing: u64, tick: u64) -> Admit {
-        self.try_issue_on(node, name, firing, tick, None)
+        self.try_issue_on(node, name, firing, tick, None, 1.0)
     }
 
     /// Tries to issue a task and, when `device` is given, has the device place it: a device
-    /// that cannot take it leaves dispatch untouched (`Admit::Device`).
+    /// that cannot take it leaves dispatch untouched (`Admit::Device`). `slowdown` is the node's
+    /// §14 throttle factor.
     pub fn try_issue_on(
         &mut self,
         node: usize,
@@ -386,6 +387,7 @@ impl Dispatcher {
         firing: u64,
         tick: u64,
         device: Option<&mut dyn crate::device::Device>,
+        slowdown: f64,
     ) -> Admit {
         let d = match self.choose(node, firing, tick, name) {
             Ok(d) => d,
@@ -411,6 +413,7 @@ impl Dispatcher {
                 node,
                 domain: d,
                 start_tick: start,
+                slowdown,
             }) {
                 Ok(p) => Some(p),
                 Err(stall) => return Admit::Device(d, stall),

@@ -90,6 +90,11 @@ pub struct NodeWiring {
     pub tick_hz: f64,
     /// Some output channel is a rendezvous (capacity 0, §10).
     pub rendezvous_out: bool,
+    /// The output taps the kernel writes (`outputs[..kernel_outputs]`); the rest are the
+    /// engine's.
+    pub kernel_outputs: usize,
+    /// The `temp` output tap of a node with thermal state (§14), written by the engine.
+    pub temp_port: Option<usize>,
 }
 
 /// A firing issued and not yet written out (a *task*, §9).
@@ -556,6 +561,9 @@ pub struct StepState {
     pub grants: Vec<(u64, u32)>,
     /// The dispatch ticket of each admitted node's task (with dispatch resources).
     pub tickets: Vec<Option<crate::dispatch::Ticket>>,
+    /// The busy interval `[start, end)` in ticks of each admitted task with a ticket (§14
+    /// work heat); without one a firing is busy from its tick for its latency.
+    pub busy: Vec<Option<(f64, f64)>>,
     /// Gates that opened at the current stage (§6): their members fire once, together.
     pub gates_open: FixedBitSet,
     /// IPLS: zero-time work remains after the last stage, so the step repeats at `δ+1` (§5).

@@ -270,7 +270,12 @@ impl Engine {
                                 part,
                             })
                             .collect(),
-                        max_production: kernel.max_production(k),
+                        // The engine's `temp` tap carries one token per firing (§14).
+                        max_production: if Some(k) == n.temp_tap() {
+                            1
+                        } else {
+                            kernel.max_production(k)
+                        },
                         token_len: t.shape.elements() as usize,
                         shape: t.shape,
                         split: t.adapter,
@@ -290,6 +295,8 @@ impl Engine {
                     .iter()
                     .flat_map(|t| &t.channels)
                     .any(|&c| plan.channels[c].capacity == 0),
+                kernel_outputs: n.kernel_outputs().len(),
+                temp_port: n.temp_tap(),
             };
             let runtime = NodeRuntime {
                 next_due: n.offset,
@@ -375,6 +382,7 @@ impl Engine {
         let (device, dispatch_cfg) = build_device(&plan, &registry, &costs)?;
         world.insert_resource(ActiveDevice(device));
         world.insert_resource(crate::device::Timeline::default());
+        world.insert_resource(build_thermal(&plan)?);
         match dispatch_cfg {
             Some(cfg) => {
                 let statics = plan.nodes.iter().map(|n| n.domain).collect();
@@ -802,6 +810,34 @@ impl Engine {
         }
         report
     }
+}
+
+/// The run's thermal network (§14); a coupled group too large to integrate exactly is refused.
+fn build_thermal(plan: &Plan) -> Result<crate::thermal::ThermalNet> {
+    let nodes: Vec<crate::thermal::ThermalNode> = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            n.thermal.map(|spec| crate::thermal::ThermalNode {
+                node: i as u32,
+                spec,
+                throttle: n.throttle,
+            })
+        })
+        .collect();
+    crate::thermal::ThermalNet::new(plan.tick_hz, plan.nodes.len(), &nodes, &plan.thermal_links)
+        .map_err(|crate::thermal::ThermalError::GroupTooLarge { first, size }| {
+            Error::refused(Diagnostic::at(
+                "R308",
+                "thermal_links",
+                format!(
+                    "the thermal_links group of `{}` couples {size} nodes; tapwheel integrates groups of at most {} nodes exactly",
+                    plan.nodes.get(first as usize).map_or("", |n| n.name.as_str()),
+                    crate::thermal::MAX_COUPLED_GROUP
+                ),
+            ))
+        })
 }
 
 /// The run's device and its dispatch configuration (§12): a device that owns the workers

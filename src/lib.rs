@@ -39,6 +39,7 @@ pub mod scene;
 pub mod schedule;
 pub mod sdf;
 pub mod slots;
+pub mod thermal;
 pub mod time;
 
 #[path = "../systems/mod.rs"]

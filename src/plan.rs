@@ -112,9 +112,30 @@ pub struct PlanNode {
     /// The kernel kind is unknown (E224): its taps cannot be judged.
     #[serde(skip)]
     pub opaque: bool,
+    /// §14 thermal state; the node then has one more output tap, `temp` (last, Telemetry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thermal: Option<ThermalSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleSpec>,
 }
 
+/// The output tap a node with `thermal` publishes its temperature on (§14).
+pub const TEMP_TAP: &str = "temp";
+
 impl PlanNode {
+    /// The output taps the kernel writes: every output but the engine's `temp` tap.
+    pub fn kernel_outputs(&self) -> &[PlanOutput] {
+        let n =
+            self.outputs.len() - usize::from(self.thermal.is_some() && !self.outputs.is_empty());
+        &self.outputs[..n]
+    }
+
+    /// The index of the `temp` output tap (nodes with `thermal`).
+    pub fn temp_tap(&self) -> Option<usize> {
+        self.thermal.and(self.outputs.len().checked_sub(1))
+    }
+
+    /// The kernel's taps (without the engine's `temp` tap).
     pub fn signature(&self) -> Signature {
         let tap = |name: &str, rate: u32, shape: Shape| TapSig {
             name: name.to_string(),
@@ -129,7 +150,7 @@ impl PlanNode {
                 .map(|t| tap(&t.name, t.rate, t.shape))
                 .collect(),
             outputs: self
-                .outputs
+                .kernel_outputs()
                 .iter()
                 .map(|t| tap(&t.name, t.rate, t.shape))
                 .collect(),
@@ -194,6 +215,9 @@ pub struct Plan {
     /// The task window (§9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_window: Option<TaskWindowSpec>,
+    /// §14 `thermal_links` as `(a, b, conductance)` over node indices.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thermal_links: Vec<(u32, u32, f64)>,
     /// The device (§12); absent from the digest input on `Reference`.
     #[serde(skip_serializing_if = "PlanDevice::is_reference")]
     pub device: PlanDevice,
@@ -959,6 +983,7 @@ impl Plan {
             PlanSchedule::default()
         };
         let device = plan_device(&mut ctx, &s.device, &scene.base_dir);
+        let thermal_links = plan_thermal_links(&mut ctx, s, &nodes, &by_name);
         if !ctx.errors.is_empty() {
             return Err(Error::Invalid(ctx.errors));
         }
@@ -974,6 +999,7 @@ impl Plan {
             gates,
             dispatch: s.dispatch.clone(),
             task_window: s.task_window.clone(),
+            thermal_links,
             device,
             warnings,
             run: s.run.clone(),
@@ -1327,6 +1353,22 @@ fn plan_node(
             };
         }
     }
+    let mut outputs = outputs;
+    check_thermal(ctx, path, n, &out_names);
+    if n.thermal.is_some() && !opaque {
+        // The engine's Telemetry tap: one scalar token, the temperature, per firing.
+        outputs.push(PlanOutput {
+            name: TEMP_TAP.to_string(),
+            rate: 1,
+            shape: Shape {
+                batch: 1,
+                channels: 1,
+                frames: 1,
+            },
+            channels: Vec::new(),
+            adapter: None,
+        });
+    }
     PlanNode {
         name: n.name.clone(),
         kernel: n.kernel.clone(),
@@ -1349,7 +1391,150 @@ fn plan_node(
         file_digest: file.as_ref().map(|d| d.digest.clone()),
         file,
         opaque,
+        thermal: n.thermal,
+        throttle: n.throttle,
     }
+}
+
+/// §14: thermal parameters are physical (positive capacity and resistance, non-negative
+/// coefficients, an ambient in kelvin); a throttle needs thermal state and a factor ≥ 1.
+fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[String]) {
+    if let Some(t) = &n.thermal {
+        let fields = [
+            ("capacity", t.capacity, false, "J/K"),
+            ("resistance", t.resistance, false, "K/W"),
+            ("ambient", t.ambient, true, "K"),
+            ("input_coeff", t.input_coeff, true, "J per unit²"),
+            ("work_power", t.work_power, true, "W"),
+        ];
+        for (field, v, zero_ok, unit) in fields {
+            let ok = v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) && v < 1e300;
+            if !ok {
+                ctx.err(
+                    "E390",
+                    format!("{path}.thermal.{field}"),
+                    format!(
+                        "thermal {field} must be finite and {} ({unit}), got {v}",
+                        if zero_ok {
+                            "at least 0"
+                        } else {
+                            "greater than 0"
+                        }
+                    ),
+                );
+            }
+        }
+        if out_names.iter().any(|o| o == TEMP_TAP) {
+            ctx.err(
+                "E396",
+                format!("{path}.taps.{TEMP_TAP}"),
+                format!("the output tap `{TEMP_TAP}` is reserved for the temperature of a node with `thermal`"),
+            );
+        }
+    }
+    if let Some(th) = &n.throttle {
+        if n.thermal.is_none() {
+            ctx.err(
+                "E392",
+                format!("{path}.throttle"),
+                format!("`throttle` needs `thermal` state on `{}`", n.name),
+            );
+        }
+        if !(th.t_max.is_finite() && th.t_max > 0.0) {
+            ctx.err(
+                "E391",
+                format!("{path}.throttle.t_max"),
+                format!(
+                    "t_max must be a finite temperature above 0 K, got {}",
+                    th.t_max
+                ),
+            );
+        }
+        if !(th.factor.is_finite() && th.factor >= 1.0 && th.factor <= 1e6) {
+            ctx.err(
+                "E391",
+                format!("{path}.throttle.factor"),
+                format!(
+                    "factor multiplies the latency while hot: it must be between 1 and 1e6, got {}",
+                    th.factor
+                ),
+            );
+        }
+    }
+}
+
+/// §14 `thermal_links`: both ends are nodes with `thermal`, distinct, each pair once, with a
+/// finite positive conductance (W/K).
+fn plan_thermal_links(
+    ctx: &mut Ctx,
+    s: &SceneSpec,
+    nodes: &[PlanNode],
+    by_name: &HashMap<&str, usize>,
+) -> Vec<(u32, u32, f64)> {
+    let mut out = Vec::with_capacity(s.thermal_links.len());
+    let mut seen: HashMap<(usize, usize), usize> = HashMap::new();
+    for (i, l) in s.thermal_links.iter().enumerate() {
+        let path = format!("thermal_links[{i}]");
+        let mut end = |field: &str, name: &str| -> Option<usize> {
+            match by_name.get(name) {
+                None => {
+                    ctx.err(
+                        "E393",
+                        format!("{path}.{field}"),
+                        format!("unknown node `{name}`"),
+                    );
+                    None
+                }
+                Some(&n) if nodes.get(n).is_none_or(|n| n.thermal.is_none()) => {
+                    ctx.err(
+                        "E393",
+                        format!("{path}.{field}"),
+                        format!("node `{name}` has no `thermal` state to couple"),
+                    );
+                    None
+                }
+                Some(&n) => Some(n),
+            }
+        };
+        let a = end("a", &l.a);
+        let b = end("b", &l.b);
+        if !(l.conductance.is_finite() && l.conductance > 0.0 && l.conductance < 1e300) {
+            ctx.err(
+                "E395",
+                format!("{path}.conductance"),
+                format!(
+                    "conductance must be finite and greater than 0 (W/K), got {}",
+                    l.conductance
+                ),
+            );
+        }
+        let (Some(a), Some(b)) = (a, b) else {
+            continue;
+        };
+        if a == b {
+            ctx.err(
+                "E394",
+                path,
+                format!("a link needs two nodes; `{}` is linked to itself", l.a),
+            );
+            continue;
+        }
+        let key = (a.min(b), a.max(b));
+        if let Some(first) = seen.get(&key) {
+            ctx.err(
+                "E394",
+                path,
+                format!(
+                    "`{}` and `{}` are already linked by thermal_links[{first}] (give one link with the summed conductance)",
+                    l.a, l.b
+                ),
+            );
+            continue;
+        }
+        seen.insert(key, i);
+        out.push((a as u32, b as u32, l.conductance));
+    }
+    out
 }
 
 /// §8: gather adapters sit on input taps, scatter adapters on output taps; a split must divide

@@ -286,7 +286,12 @@ impl Report {
             "discarded": discarded,
             "finished_at": finished,
             "probes": probes.streams.iter().map(|p| (p.name.clone(), json!(p.len()))).collect::<Map<_, _>>(),
-            "thermal": {},
+            "thermal": world
+                .get_resource::<crate::thermal::ThermalNet>()
+                .filter(|t| !t.is_empty())
+                .map_or_else(|| json!({}), |t| t.report_json(end_tick, |n| {
+                    plan.nodes.get(n as usize).map_or_else(String::new, |p| p.name.clone())
+                })),
             "deadlock": deadlock,
             "device": device,
             "timing": stats.timing.iter().map(|(&n, t)| (plan.nodes[n].name.clone(), json!({
@@ -354,6 +359,16 @@ impl Report {
                     s += &format!("  {what}: {}\n", list.join(" "));
                 }
             }
+        }
+        if let Some(Value::Object(t)) = self.json.pointer("/thermal/nodes") {
+            let list: Vec<String> = t
+                .iter()
+                .map(|(k, v)| {
+                    let f = |key: &str| v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                    format!("{k}={:.3} K (peak {:.3} K)", f("final"), f("peak"))
+                })
+                .collect();
+            s += &format!("  temperature: {}\n", list.join(", "));
         }
         if let Some(Value::Array(g)) = self.json.get("growths")
             && !g.is_empty()

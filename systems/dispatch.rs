@@ -15,6 +15,7 @@ use crate::dispatch::{Admit, Dispatcher};
 use crate::ecs::*;
 use crate::error::Diagnostic;
 use crate::scene::Lane;
+use crate::thermal::{ThermalNet, throttled_latency};
 use bevy_ecs::prelude::*;
 
 fn lane_rank(l: Lane) -> u8 {
@@ -36,6 +37,7 @@ pub fn dispatch(
     dispatcher: Option<ResMut<Dispatcher>>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
+    thermal: Res<ThermalNet>,
     nodes: Query<(&NodeRuntime, &NodeWiring)>,
 ) {
     let now = clock.now;
@@ -45,6 +47,10 @@ pub fn dispatch(
     step.admitted.grow(order.0.len());
     step.grants.resize(order.0.len(), (0, 0));
     step.tickets.resize(order.0.len(), None);
+    step.busy.resize(order.0.len(), None);
+    // §14 throttle: a node hotter than its `t_max` at issue runs `factor` times slower.
+    let slowdown = |i: usize| thermal.throttle_factor(i, now.tick);
+    let latency = |i: usize| throttled_latency(device.0.latency(i), slowdown(i));
     let get = |i: usize| order.0.get(i).and_then(|&e| nodes.get(e).ok());
     let Some(mut disp) = dispatcher else {
         let ready = std::mem::take(&mut step.ready);
@@ -58,7 +64,7 @@ pub fn dispatch(
             } else {
                 rt.readiness.free_slots
             };
-            admit(step, i, device.0.latency(i), allowed, None);
+            admit(step, i, latency(i), allowed, None);
         }
         step.ready = ready;
         return;
@@ -82,7 +88,8 @@ pub fn dispatch(
         };
         if wiring.is_probe && staging.gate_of[i].is_none() {
             // Bookkeeping: no task, no window slot, no worker.
-            admit(step, i, device.0.latency(i), rt.readiness.free_slots, None);
+            let l = throttled_latency(device.0.latency(i), slowdown(i));
+            admit(step, i, l, rt.readiness.free_slots, None);
             stats.observe_stall(i, None, now);
             continue;
         }
@@ -107,21 +114,23 @@ pub fn dispatch(
                 continue;
             };
             if mwiring.is_probe {
-                issued.push((m, device.0.latency(m), None));
+                let l = throttled_latency(device.0.latency(m), slowdown(m));
+                issued.push((m, l, None));
                 continue;
             }
             let name = plan.0.nodes.get(m).map_or("", |n| n.name.as_str());
             // A device that owns the workers places every task; otherwise the device's
             // latency is added to the issue timeline's start.
+            let factor = slowdown(m);
             let placer = owns_workers.then_some(&mut *device.0);
-            match disp.try_issue_on(m, name, mrt.firings_started, now.tick, placer) {
+            match disp.try_issue_on(m, name, mrt.firings_started, now.tick, placer, factor) {
                 Admit::Issued(t) => {
                     let l = match t.placed {
                         Some(p) => p.finish_tick.saturating_sub(now.tick),
                         None => t
                             .start
                             .saturating_sub(now.tick)
-                            .saturating_add(device.0.latency(m)),
+                            .saturating_add(throttled_latency(device.0.latency(m), factor)),
                     };
                     issued.push((m, l, Some(t)));
                 }
@@ -160,9 +169,15 @@ pub fn dispatch(
         match refused {
             None => {
                 for (m, l, t) in issued {
-                    if let Some(span) = t.and_then(|t| t.placed).and_then(|p| p.span) {
+                    let span = t.and_then(|t| t.placed).and_then(|p| p.span);
+                    if let Some(span) = span {
                         timeline.record(span);
                     }
+                    // The task's busy time (§14 work heat): its core run, else issue to end.
+                    step.busy[m] = t.map(|t| match span {
+                        Some(sp) => (device.0.cycle_ticks(sp.start), device.0.cycle_ticks(sp.end)),
+                        None => (t.start as f64, now.tick.saturating_add(l) as f64),
+                    });
                     admit(step, m, l, 1, t);
                     stats.observe_stall(m, None, now);
                 }
@@ -191,5 +206,8 @@ fn admit(
     step.enabled.push((i as u32, latency, allowed));
     step.admitted.insert(i);
     step.grants[i] = (latency, allowed);
+    if ticket.is_none() {
+        step.busy[i] = None;
+    }
     step.tickets[i] = ticket;
 }

@@ -23,6 +23,7 @@ use crate::dispatch::Dispatcher;
 use crate::ecs::*;
 use crate::kernels::{CohortMember, FireIo, InputBlock, Kernel, OutputBlock, fire_cohort};
 use crate::slots::{SlotIo, SlotTable, SlotWrite};
+use crate::thermal::ThermalNet;
 use crate::time::Instant;
 use bevy_ecs::prelude::*;
 
@@ -43,6 +44,7 @@ pub fn kernel_execute(
     mut probes: ResMut<Probes>,
     mut scratch: ResMut<Scratch>,
     mut slots: ResMut<Slots>,
+    mut thermal: ResMut<ThermalNet>,
     mut nodes: NodeQuery,
 ) {
     // Reads at this tick see every slot write made before it (§11).
@@ -58,6 +60,7 @@ pub fn kernel_execute(
         scratch: &mut scratch,
         slots: &mut slots.table,
         dispatcher: dispatcher.as_deref_mut(),
+        thermal: &mut thermal,
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
@@ -86,6 +89,7 @@ struct Cx<'a> {
     scratch: &'a mut Scratch,
     slots: &'a mut SlotTable,
     dispatcher: Option<&'a mut Dispatcher>,
+    thermal: &'a mut ThermalNet,
 }
 
 /// Every node's index, runtime, wiring and kernel.
@@ -218,6 +222,33 @@ impl Cx<'_> {
         retire_tickets(rt, self.dispatcher.as_deref_mut(), self.now.tick);
     }
 
+    /// §14: a firing of a node with thermal state records its input energy (`Σx²` of what it
+    /// consumed) and its busy time for `thermal_integrate`, and publishes its temperature on its
+    /// `temp` tap. Token values never depend on it.
+    fn thermal_fire(
+        &mut self,
+        n: usize,
+        wiring: &NodeWiring,
+        sum_sq: f64,
+        latency: u64,
+        outputs: &mut [OutputBlock],
+    ) {
+        let now = self.now.tick;
+        let busy = self
+            .step
+            .busy
+            .get(n)
+            .copied()
+            .flatten()
+            .unwrap_or((now as f64, now.saturating_add(latency) as f64));
+        if let Some(block) = wiring.temp_port.and_then(|p| outputs.get_mut(p))
+            && let Some(t) = self.thermal.temperature_at_fire(n, now, sum_sq)
+        {
+            block.push(&[t as f32]);
+        }
+        self.thermal.record(n, now, sum_sq, Some(busy));
+    }
+
     /// Re-checks §4 conditions 1–4 before a further firing in the same step.
     fn still_ready(
         &mut self,
@@ -320,11 +351,15 @@ fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, 
                 firing: rt.firings_started,
                 tick: cx.now.tick,
                 inputs: &inputs,
-                outputs: &mut outputs,
+                outputs: &mut outputs[..wiring.kernel_outputs],
                 slots: SlotIo::new(cx.slots.view()),
             };
             let latency = fire_timed(n, kernel.0.as_mut(), &mut io, wiring, latency, cx.stats);
             let writes = io.slots.take_writes();
+            if cx.thermal.has(n) {
+                let sum_sq = kernel.0.heat(&inputs);
+                cx.thermal_fire(n, wiring, sum_sq, latency, &mut outputs);
+            }
             drop(inputs);
             cx.queue_slot_writes(n, rt.firings_started, latency, writes);
             cx.book(n, rt, wiring, outputs, latency);
@@ -432,11 +467,12 @@ fn fire_group(
                 .enumerate()
             {
                 let firing = mb.rt.firings_started;
+                let kernel_outputs = mb.wiring.kernel_outputs;
                 let mut io = FireIo {
                     firing,
                     tick: cx.now.tick,
                     inputs,
-                    outputs,
+                    outputs: &mut outputs[..kernel_outputs],
                     slots: SlotIo::new(table),
                 };
                 if mb.wiring.timed {
@@ -477,8 +513,13 @@ fn fire_group(
             .zip(writes)
         {
             let mb = &mut members[m];
-            mb.rt.input_bufs = bufs;
             let (n, wiring) = (mb.n, mb.wiring);
+            let mut outputs = outputs;
+            if cx.thermal.has(n) {
+                let sum_sq = mb.kernel.0.heat(&blocks(wiring, &bufs));
+                cx.thermal_fire(n, wiring, sum_sq, latency, &mut outputs);
+            }
+            mb.rt.input_bufs = bufs;
             cx.queue_slot_writes(n, mb.rt.firings_started, latency, slot_writes);
             cx.book(n, &mut mb.rt, wiring, outputs, latency);
         }

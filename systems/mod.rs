@@ -1,6 +1,6 @@
 //! The ordered stages of one simulation step (SPEC §2, §4) and the schedule that runs them.
 //!
-//! `delay_expiry → readiness → gate_sync → dispatch → kernel_execute`, chained, on the
+//! `delay_expiry → readiness → gate_sync → dispatch → kernel_execute → thermal_integrate`, chained, on the
 //! single-threaded executor (parallelism belongs inside systems). Under an IPLS the engine runs
 //! the schedule once per stage of a step (`Staging::current`). Nothing else lives here.
 
@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod gate_sync;
 pub mod kernel_execute;
 pub mod readiness;
+pub mod thermal_integrate;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
@@ -25,6 +26,7 @@ pub enum Stage {
     GateSync,
     Dispatch,
     KernelExecute,
+    ThermalIntegrate,
 }
 
 /// Builds the step schedule: every stage in its set, the sets chained.
@@ -38,6 +40,7 @@ pub fn build_schedule() -> Schedule {
             Stage::GateSync,
             Stage::Dispatch,
             Stage::KernelExecute,
+            Stage::ThermalIntegrate,
         )
             .chain(),
     );
@@ -47,6 +50,7 @@ pub fn build_schedule() -> Schedule {
         gate_sync::gate_sync.in_set(Stage::GateSync),
         dispatch::dispatch.in_set(Stage::Dispatch),
         kernel_execute::kernel_execute.in_set(Stage::KernelExecute),
+        thermal_integrate::thermal_integrate.in_set(Stage::ThermalIntegrate),
     ));
     schedule
 }

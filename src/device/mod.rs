@@ -21,7 +21,7 @@ use bevy_ecs::prelude::Resource;
 use serde::Serialize;
 
 /// A task a scheduler domain asks the device to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TaskRequest {
     /// The node (canonical index) whose next firing this is.
     pub node: usize,
@@ -29,6 +29,9 @@ pub struct TaskRequest {
     pub domain: u32,
     /// The tick the domain's issue timeline reaches the task (after `dispatch_cost`).
     pub start_tick: u64,
+    /// The §14 throttle factor (1 when cool): the task's execution takes this many times as
+    /// long, rounded up to whole cycles.
+    pub slowdown: f64,
 }
 
 /// Where and when the device runs a task.
@@ -81,6 +84,10 @@ pub trait Device: Send + Sync + 'static {
     /// The device's part of `report.json` (`device`).
     fn report(&self) -> serde_json::Value;
     /// Heap-ring bytes one task of the node takes (0 on devices without a heap ring).
+    /// The (fractional) tick at which device cycle `cycle` falls, for core spans.
+    fn cycle_ticks(&self, cycle: u64) -> f64 {
+        cycle as f64
+    }
     fn task_bytes(&self, node: usize) -> u64 {
         let _ = node;
         0
@@ -104,7 +111,7 @@ impl ActiveDevice {
 /// ```
 /// use tapwheel::device::{Device, Reference, TaskRequest};
 /// let mut d = Reference::new(vec![0, 5]);
-/// let p = d.place(&TaskRequest { node: 1, domain: 0, start_tick: 10 }).unwrap();
+/// let p = d.place(&TaskRequest { node: 1, domain: 0, start_tick: 10, slowdown: 1.0 }).unwrap();
 /// assert_eq!(p.finish_tick, 15);
 /// assert_eq!(d.latency(0), 0);
 /// ```
@@ -140,7 +147,12 @@ impl Device for Reference {
     }
     fn place(&mut self, task: &TaskRequest) -> Result<Placement, DeviceStall> {
         Ok(Placement {
-            finish_tick: task.start_tick.saturating_add(self.latency(task.node)),
+            finish_tick: task
+                .start_tick
+                .saturating_add(crate::thermal::throttled_latency(
+                    self.latency(task.node),
+                    task.slowdown,
+                )),
             token: 0,
             span: None,
         })

@@ -14,15 +14,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
             format!("{what} is not supported by this build yet"),
         ));
     };
-    for (i, n) in s.nodes.iter().enumerate() {
-        let p = format!("nodes[{i}]");
-        if n.thermal.is_some() {
-            refuse(&mut out, "R307", format!("{p}.thermal"), "`thermal` state");
-        }
-        if n.throttle.is_some() {
-            refuse(&mut out, "R307", format!("{p}.throttle"), "`throttle`");
-        }
-    }
     if let Some(w) = &s.task_window
         && w.mode != WindowMode::Stall
     {
@@ -48,9 +39,6 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
             }
         }
         DeviceSpec::Reference | DeviceSpec::CycleSim { .. } => {}
-    }
-    if !s.thermal_links.is_empty() {
-        refuse(&mut out, "R307", "thermal_links".into(), "`thermal_links`");
     }
     if s.loss.is_some() {
         refuse(

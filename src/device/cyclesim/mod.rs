@@ -33,7 +33,7 @@
 //! p.freq_hz = 1.0; // one tick per cycle
 //! let tasks = vec![TaskCycles { core: CoreType::Vector, exec: 1000, heap_bytes: 64 }];
 //! let mut sim = CycleSim::new(p, 1.0, 1, tasks).unwrap();
-//! let placed = sim.place(&TaskRequest { node: 0, domain: 0, start_tick: 0 }).unwrap();
+//! let placed = sim.place(&TaskRequest { node: 0, domain: 0, start_tick: 0, slowdown: 1.0 }).unwrap();
 //! // submit 200, register write 50, run 1000 → end 1250; next poll at 1300, read 50.
 //! assert_eq!(placed.finish_tick, 1350);
 //! assert_eq!(placed.span.unwrap().start, 250);
@@ -385,6 +385,10 @@ impl Device for CycleSim {
         true
     }
 
+    fn cycle_ticks(&self, cycle: u64) -> f64 {
+        cycle as f64 / self.clock.cycles_per_tick
+    }
+
     fn latency(&self, node: usize) -> u64 {
         // Probes (bookkeeping, AiCpu) only: every task goes through `place`.
         self.tasks.get(node).map_or(0, |t| match t.core {
@@ -394,13 +398,15 @@ impl Device for CycleSim {
     }
 
     fn place(&mut self, task: &TaskRequest) -> Result<Placement, DeviceStall> {
-        let Some(&t) = self.tasks.get(task.node) else {
+        let Some(&(mut t)) = self.tasks.get(task.node) else {
             return Ok(Placement {
                 finish_tick: task.start_tick,
                 token: u64::MAX,
                 span: None,
             });
         };
+        // §14 throttle: a hot node's execution stretches by its factor, in whole cycles.
+        t.exec = crate::thermal::throttled_latency(t.exec, task.slowdown);
         if t.core == CoreType::AiCpu {
             // AICPU work keeps its reference timing: no AI core, no ring, no handshake.
             self.stats.tasks[2] += 1;
