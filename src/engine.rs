@@ -773,6 +773,20 @@ impl Engine {
         &self.world.resource::<Probes>().streams
     }
 
+    /// The temperature of node `name` (kelvin, §14) at the report's end tick: the last
+    /// processed tick while running, `end_tick` once the run has ended. `None` for a node
+    /// without `thermal`.
+    pub fn temperature(&self, name: &str) -> Option<f64> {
+        let end_tick = match self.outcome {
+            Some(o) => self.end_tick_for(o),
+            None => self.last_processed.map_or(0, |i| i.tick),
+        };
+        let node = self.plan.node_index(name)?;
+        self.world
+            .get_resource::<crate::thermal::ThermalNet>()?
+            .temperature(node, end_tick)
+    }
+
     /// The run report (§19). Valid at any time; final once the run has ended.
     pub fn report(&self) -> Report {
         let outcome = self.outcome;

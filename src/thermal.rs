@@ -40,9 +40,10 @@ use std::sync::Arc;
 /// The largest coupled group tapwheel integrates: its modes cost O(n³) once and O(n²) per event.
 pub const MAX_COUPLED_GROUP: usize = 256;
 
-/// Grid points per interval on which a coupled node's temperature is searched for an interior
-/// maximum (two-node groups have at most one, which the grid always brackets).
-const PEAK_GRID: usize = 64;
+/// Sub-intervals per integration interval on which a node of a coupled group of three or more is
+/// searched for an interior temperature maximum. A pair needs none: its `u_i'` is a sum of two
+/// exponentials with at most one root, which the interval's ends bracket.
+const PEAK_GRID: usize = 16;
 
 /// A latency under throttle: `⌈latency · factor⌉` ticks (a throttled firing never ends early).
 ///
@@ -511,15 +512,24 @@ fn evolve_coupled(ms: &mut [NodeState], modes: &Modes, dt: f64) {
     let v = &modes.v;
     let mut z0 = vec![0.0; n];
     let mut target = vec![0.0; n];
-    for k in 0..n {
-        let (mut z, mut g) = (0.0, 0.0);
-        for (i, s) in ms.iter().enumerate() {
-            let sc = s.spec.capacity.sqrt();
-            z += v[i * n + k] * sc * (s.temperature - s.spec.ambient);
-            g += v[i * n + k] * modes.inv_sqrt_c[i] * (s.power() - modes.k_ambient[i]);
+    let w: Vec<f64> = ms
+        .iter()
+        .map(|s| s.spec.capacity.sqrt() * (s.temperature - s.spec.ambient))
+        .collect();
+    let f: Vec<f64> = ms
+        .iter()
+        .enumerate()
+        .map(|(i, s)| modes.inv_sqrt_c[i] * (s.power() - modes.k_ambient[i]))
+        .collect();
+    for i in 0..n {
+        let row = &v[i * n..(i + 1) * n];
+        for k in 0..n {
+            z0[k] += row[k] * w[i];
+            target[k] += row[k] * f[i];
         }
-        z0[k] = z;
-        target[k] = g / modes.lambda[k];
+    }
+    for (t, l) in target.iter_mut().zip(&modes.lambda) {
+        *t /= l;
     }
     // z(τ) = s + (z0 − s)·e^{−λτ}; ∫₀^Δ z = s·Δ + (z0 − s)·(1 − e^{−λΔ})/λ.
     let mut z1 = vec![0.0; n];
@@ -534,42 +544,58 @@ fn evolve_coupled(ms: &mut [NodeState], modes: &Modes, dt: f64) {
         modes.inv_sqrt_c[i] * (0..n).map(|k| v[i * n + k] * z[k]).sum::<f64>()
     };
     let u_int: Vec<f64> = (0..n).map(|i| back(i, &z_int)).collect();
-    // Interior maxima: where the derivative changes sign from + to − between grid points.
-    for (i, s) in ms.iter_mut().enumerate() {
-        let at = |tau: f64| -> (f64, f64) {
-            let (mut u, mut du) = (0.0, 0.0);
-            for k in 0..n {
-                let l = modes.lambda[k];
-                let e = (-l * tau).exp();
-                let a = v[i * n + k] * (z0[k] - target[k]);
-                u += v[i * n + k] * target[k] + a * e;
-                du -= a * l * e;
-            }
-            (u * modes.inv_sqrt_c[i], du)
-        };
-        let mut lo = 0.0;
-        let mut d_lo = at(0.0).1;
-        for step in 1..=PEAK_GRID {
-            let hi = dt * step as f64 / PEAK_GRID as f64;
-            let d_hi = at(hi).1;
-            if d_lo > 0.0 && d_hi <= 0.0 {
+    // Interior maxima: u_i(τ) = C_i^{-1/2}·Σ_k v_ik·(s_k + a_k·e^{−λ_k τ}) with a = z0 − s, so
+    // u_i' has the sign of −Σ_k v_ik·a_k·λ_k·e^{−λ_k τ}. Where it turns from + to − between
+    // grid points, bisection finds the maximum (exact for pairs: their u_i' has one root).
+    let slope: Vec<f64> = (0..n * n)
+        .map(|ik| {
+            let k = ik % n;
+            -v[ik] * (z0[k] - target[k]) * modes.lambda[k]
+        })
+        .collect();
+    let du = |i: usize, tau: f64| -> f64 {
+        (0..n)
+            .map(|k| slope[i * n + k] * (-modes.lambda[k] * tau).exp())
+            .sum()
+    };
+    let u_at = |i: usize, tau: f64| -> f64 {
+        let u: f64 = (0..n)
+            .map(|k| {
+                v[i * n + k] * (target[k] + (z0[k] - target[k]) * (-modes.lambda[k] * tau).exp())
+            })
+            .sum();
+        u * modes.inv_sqrt_c[i]
+    };
+    let mut d_prev: Vec<f64> = (0..n)
+        .map(|i| slope[i * n..(i + 1) * n].iter().sum())
+        .collect();
+    let mut decay = vec![0.0; n];
+    let grid = if n <= 2 { 1 } else { PEAK_GRID };
+    for step in 1..=grid {
+        let hi = dt * step as f64 / grid as f64;
+        let lo = dt * (step - 1) as f64 / grid as f64;
+        for (k, e) in decay.iter_mut().enumerate() {
+            *e = (-modes.lambda[k] * hi).exp();
+        }
+        for (i, s) in ms.iter_mut().enumerate() {
+            let d_hi: f64 = (0..n).map(|k| slope[i * n + k] * decay[k]).sum();
+            if d_prev[i] > 0.0 && d_hi <= 0.0 {
                 let (mut a, mut b) = (lo, hi);
-                for _ in 0..100 {
+                for _ in 0..200 {
                     let mid = 0.5 * (a + b);
                     if mid <= a || mid >= b {
                         break;
                     }
-                    if at(mid).1 > 0.0 {
+                    if du(i, mid) > 0.0 {
                         a = mid;
                     } else {
                         b = mid;
                     }
                 }
-                let top = at(a).0.max(at(b).0);
+                let top = u_at(i, a).max(u_at(i, b));
                 s.peak = s.peak.max(s.spec.ambient + top);
             }
-            lo = hi;
-            d_lo = d_hi;
+            d_prev[i] = d_hi;
         }
     }
     for (i, s) in ms.iter_mut().enumerate() {
@@ -580,11 +606,11 @@ fn evolve_coupled(ms: &mut [NodeState], modes: &Modes, dt: f64) {
     }
     // Heat through the links: −(K·∫T)_i.
     let ambients: Vec<f64> = ms.iter().map(|s| s.spec.ambient).collect();
-    for i in 0..n {
+    for (i, s) in ms.iter_mut().enumerate() {
         let flow: f64 = (0..n)
             .map(|j| modes.laplacian[i * n + j] * (u_int[j] + ambients[j] * dt))
             .sum();
-        ms[i].coupled_in -= flow;
+        s.coupled_in -= flow;
     }
 }
 
@@ -643,47 +669,62 @@ impl Modes {
 /// ```
 pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut a = a.to_vec();
-    let mut v = vec![0.0; n * n];
+    // Rows of `vt` are the eigenvectors (contiguous rotations); transposed on return.
+    let mut vt = vec![0.0; n * n];
     for i in 0..n {
-        v[i * n + i] = 1.0;
+        vt[i * n + i] = 1.0;
     }
-    let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * n + j] * a[i * n + j])
-            .sum::<f64>()
-            .sqrt();
-        if off <= f64::EPSILON * 1e-3 * scale || off == 0.0 {
-            break;
-        }
+    for _sweep in 0..64 {
+        let mut rotated = false;
         for p in 0..n {
             for q in p + 1..n {
                 let apq = a[p * n + q];
-                if apq == 0.0 {
+                let (app, aqq) = (a[p * n + p], a[q * n + q]);
+                // Below rounding of the diagonal: the element is zero for every purpose.
+                if apq.abs() <= 1e-3 * f64::EPSILON * (app.abs() + aqq.abs()) {
+                    a[p * n + q] = 0.0;
+                    a[q * n + p] = 0.0;
                     continue;
                 }
-                let (app, aqq) = (a[p * n + p], a[q * n + q]);
+                rotated = true;
                 let theta = (aqq - app) / (2.0 * apq);
                 let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
+                // A' = Jᵀ·A·J touches rows (and, by symmetry, columns) p and q only.
                 for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
+                    if k == p || k == q {
+                        continue;
+                    }
+                    let (akp, akq) = (a[p * n + k], a[q * n + k]);
+                    let (np, nq) = (c * akp - s * akq, s * akp + c * akq);
+                    a[p * n + k] = np;
+                    a[q * n + k] = nq;
+                    a[k * n + p] = np;
+                    a[k * n + q] = nq;
                 }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
+                a[p * n + p] = app - t * apq;
+                a[q * n + q] = aqq + t * apq;
+                a[p * n + q] = 0.0;
+                a[q * n + p] = 0.0;
+                // p < q: row p lies before row q.
+                let (lo, hi) = vt.split_at_mut(q * n);
+                let (rp, rq) = (&mut lo[p * n..(p + 1) * n], &mut hi[..n]);
+                for (x, y) in rp.iter_mut().zip(rq.iter_mut()) {
+                    let (vp, vq) = (*x, *y);
+                    *x = c * vp - s * vq;
+                    *y = s * vp + c * vq;
                 }
             }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            v[i * n + k] = vt[k * n + i];
         }
     }
     ((0..n).map(|i| a[i * n + i]).collect(), v)

@@ -113,12 +113,11 @@ fn unimplemented_features_are_refused_with_exit_4() {
         &scene,
         r#"Scene(version: 1, name: "r", nodes: [
             Node(name: "src", kernel: Const(value: 1.0), count: 1),
-            Node(name: "lp", kernel: Select(slot: 0), thermal: Some((capacity: 0.5, resistance: 20.0,
-                 ambient: 300.0, input_coeff: 0.001, work_power: 2.0))),
+            Node(name: "lp", kernel: Select(slot: 0)),
             Node(name: "out", kernel: Probe, gate: Some("g"))],
           edges: [Edge(from: "src.out", to: "lp.in"), Edge(from: "lp.then", to: "out.in", policy: DropOldest)],
           gates: [Gate(name: "g", members: ["out"])],
-          task_window: Some((size: 4, mode: Abort)))"#,
+          task_window: Some((size: 4, mode: Abort)), loss: Some(Sum(probe: "out")))"#,
     )
     .unwrap();
     let (code, _, stderr) = cli(&[
@@ -129,7 +128,7 @@ fn unimplemented_features_are_refused_with_exit_4() {
     ]);
     assert_eq!(code, 4, "{stderr}");
     // Every refusal is listed, each naming its field.
-    for (code, path) in [("R307", "nodes[1].thermal"), ("R304", "task_window.mode")] {
+    for (code, path) in [("R304", "task_window.mode"), ("R310", "loss")] {
         assert!(
             stderr.contains(&format!("refused[{code}]")) && stderr.contains(&format!("--> {path}")),
             "missing {code} at {path} in:\n{stderr}"

@@ -31,7 +31,8 @@ fn stages_run_in_spec_order_without_ambiguity() {
             "readiness",
             "gate_sync",
             "dispatch",
-            "kernel_execute"
+            "kernel_execute",
+            "thermal_integrate"
         ]
     );
 }
