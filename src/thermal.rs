@@ -3,7 +3,8 @@
 //!
 //! A node with `thermal: (capacity C, resistance R, ambient T_amb, input_coeff k, work_power W)`
 //! obeys `C·dT/dt = P(t) − (T − T_amb)/R − Σ_j G_ij·(T − T_j)`, where `P` is `W` times the
-//! number of its firings busy at `t`, each firing adds `k·Σx²` joules over its input tokens at
+//! number of its firings busy at `t` (a firing issued while throttled by `factor` draws
+//! `W / factor`: the same work energy spread over its longer run), each firing adds `k·Σx²` joules over its input tokens at
 //! its fire instant, and `G_ij` are the `thermal_links` conductances. Power is piecewise
 //! constant, so between events the solution is closed-form:
 //!
@@ -82,6 +83,8 @@ struct Deposit {
     joules: f64,
     /// The busy interval `[start, end)` in (fractional) ticks.
     busy: Option<(f64, f64)>,
+    /// Issued while throttled: draws `work_power / factor`.
+    throttled: bool,
 }
 
 /// The state of one thermal node.
@@ -98,20 +101,26 @@ struct NodeState {
     dissipated: f64,
     /// Net joules received through `thermal_links`.
     coupled_in: f64,
-    /// Firings of the node busy at the group's time.
+    /// Firings of the node busy at the group's time, at full power and throttled.
     busy: u32,
-    /// Pending busy-count changes `(tick, ±1)`, in time order (ties keep insertion order).
-    changes: VecDeque<(f64, i32)>,
+    busy_throttled: u32,
+    /// Pending busy-count changes `(tick, ±1, throttled)`, in time order (ties keep insertion
+    /// order).
+    changes: VecDeque<(f64, i32, bool)>,
 }
 
 impl NodeState {
     fn power(&self) -> f64 {
-        f64::from(self.busy) * self.spec.work_power
+        let throttled = match self.throttle {
+            Some(th) if self.busy_throttled > 0 => f64::from(self.busy_throttled) / th.factor,
+            _ => 0.0,
+        };
+        (f64::from(self.busy) + throttled) * self.spec.work_power
     }
 
-    fn schedule(&mut self, at: f64, delta: i32) {
-        let pos = self.changes.partition_point(|&(t, _)| t <= at);
-        self.changes.insert(pos, (at, delta));
+    fn schedule(&mut self, at: f64, delta: i32, throttled: bool) {
+        let pos = self.changes.partition_point(|&(t, _, _)| t <= at);
+        self.changes.insert(pos, (at, delta, throttled));
     }
 
     fn deposit(&mut self, joules: f64) {
@@ -235,6 +244,7 @@ impl ThermalNet {
                         dissipated: 0.0,
                         coupled_in: 0.0,
                         busy: 0,
+                        busy_throttled: 0,
                         changes: VecDeque::new(),
                     }
                 })
@@ -287,15 +297,18 @@ impl ThermalNet {
 
     /// Records a firing of `node` at `tick` whose inputs carry `sum_sq = Σx²`: it deposits
     /// `input_coeff · sum_sq` joules at `tick`, and `work_power` flows during its busy interval
-    /// `[start, end)` (ticks). Applied by [`ThermalNet::integrate`].
+    /// `[start, end)` (ticks) — divided by the throttle factor if the node was throttled when
+    /// issued at `tick` (the judgement dispatch made). Applied by [`ThermalNet::integrate`].
     pub fn record(&mut self, node: usize, tick: u64, sum_sq: f64, busy: Option<(f64, f64)>) {
         if let Some((g, m)) = self.member(node) {
             let joules = self.groups[g].members[m].spec.input_coeff * sum_sq;
+            let throttled = self.throttle_factor(node, tick) != 1.0;
             self.inbox.push(Deposit {
                 node: node as u32,
                 tick,
                 joules,
                 busy,
+                throttled,
             });
         }
     }
@@ -319,8 +332,8 @@ impl ThermalNet {
                 && e > s
                 && state.spec.work_power != 0.0
             {
-                state.schedule(s, 1);
-                state.schedule(e, -1);
+                state.schedule(s, 1, d.throttled);
+                state.schedule(e, -1, d.throttled);
             }
         }
         let mut inbox = inbox;
@@ -459,9 +472,14 @@ impl Group {
                 self.time = c;
             }
             for m in &mut self.members {
-                while m.changes.front().is_some_and(|&(at, _)| at <= c) {
-                    if let Some((_, d)) = m.changes.pop_front() {
-                        m.busy = m.busy.saturating_add_signed(d);
+                while m.changes.front().is_some_and(|&(at, _, _)| at <= c) {
+                    if let Some((_, d, throttled)) = m.changes.pop_front() {
+                        let count = if throttled {
+                            &mut m.busy_throttled
+                        } else {
+                            &mut m.busy
+                        };
+                        *count = count.saturating_add_signed(d);
                     }
                 }
             }

@@ -494,6 +494,22 @@ fn throttling_stretches_latency_while_hot() {
     }
     let (_, f) = run(&frac);
     assert_eq!(ticks(&f, "out"), vec![4, 14, 26, 36]);
+    // Always hot (ambient 400 K > 310 K): every firing takes 8 ticks and draws W / 2, the same
+    // work energy as an unthrottled firing. With W = 0.5: 4·9 J of input plus 4 × 8 s × 0.25 W.
+    let mut hot = throttled("");
+    if let Some(t) = hot.spec.nodes[1].thermal.as_mut() {
+        t.ambient = 400.0;
+        t.work_power = 0.5;
+    }
+    let (_, h) = run(&hot);
+    assert_eq!(ticks(&h, "out"), vec![8, 18, 28, 38]);
+    close(
+        thermal(&h, "w", "heat_in_j"),
+        44.0,
+        44.0,
+        1e-12,
+        "throttled heat",
+    );
 }
 
 fn cyclesim() -> RunOptions {
@@ -555,7 +571,8 @@ fn throttling_on_cyclesim_stretches_the_core_run() {
         j["device"]["per_core"][0]["busy_cycles"].as_u64(),
         Some(2476)
     );
-    let want = 3.0 * 2476.0 / 1.8e9;
+    // The throttled core draws 3 W / 2 for its 2476 cycles: the unthrottled energy.
+    let want = 1.5 * 2476.0 / 1.8e9;
     close(
         thermal(&e, "op", "heat_in_j"),
         want,
@@ -738,4 +755,134 @@ fn a_coupled_group_too_large_is_refused() {
     let scene = Scene::parse(&small, "big.ron", repo()).unwrap();
     let mut e = Engine::from_scene(&scene, RunOptions::default()).expect("256 nodes plan");
     assert_eq!(e.run(), Outcome::Completed);
+}
+
+#[test]
+fn the_example_scene_throttles_and_publishes_its_temperatures() {
+    let scene = scene("thermal_throttle");
+    let (o, e) = run(&scene);
+    assert_eq!(o, Outcome::Completed);
+    // Throttling back-pressures the job stream: the last job completes at 36451 ms.
+    assert_eq!(e.report().end_tick, 36451);
+    let done = values(&e, "done");
+    assert_eq!(done.len(), 3000);
+    assert_eq!(&done[..3], &[0.0, 2.0, 4.0]);
+    let temps = stream(&e, "core_temp");
+    assert_eq!(temps.len(), 3000);
+    // The first job finds the core at ambient; its temperature is recorded when it completes.
+    assert_eq!(temps[0], (7, 0, 318.0));
+    // The core holds around t_max = 358 K; it never settles far above it.
+    let peak = thermal(&e, "core", "peak");
+    assert!((358.0..358.5).contains(&peak), "{peak}");
+    assert!(temps.iter().all(|t| t.2 < 358.5));
+    // The coupled DMA engine is warmed but stays well below the core.
+    let dma = thermal(&e, "dma", "final");
+    assert!((330.0..345.0).contains(&dma), "{dma}");
+    // Without the throttle the same jobs finish on time (29990 + 7 + 2).
+    let mut free = scene.clone();
+    free.spec.nodes[1].throttle = None;
+    let (_, f) = run(&free);
+    assert_eq!(f.report().end_tick, 29999);
+    assert_eq!(values(&f, "done"), done);
+}
+
+#[test]
+fn the_cli_runs_the_example_and_reports_temperatures() {
+    let dir = out_dir("thermal_cli");
+    let (code, stdout, stderr) = cli(&[
+        "run",
+        repo().join("scenes/thermal_throttle.ron").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("temperature: core="), "{stdout}");
+    let r = read_json(&dir.join("report.json"));
+    for n in ["core", "dma"] {
+        for k in [
+            "final",
+            "peak",
+            "heat_in_j",
+            "stored_j",
+            "dissipated_j",
+            "coupled_in_j",
+        ] {
+            assert!(
+                r["thermal"]["nodes"][n][k].is_f64(),
+                "{n}.{k}: {}",
+                r["thermal"]
+            );
+        }
+    }
+    let csv = std::fs::read_to_string(dir.join("probes/core_temp.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("tick,seq,batch,channel,frame,value"));
+    assert_eq!(lines.next(), Some("7,0,0,0,0,318"));
+    assert_eq!(csv.lines().count(), 3001);
+}
+
+#[test]
+fn a_three_node_chain_matches_a_fine_runge_kutta_integration() {
+    // a — b — c (C = 1, R = 10, G = 0.5 each link); a takes 16 J at t = 0. c rises and falls
+    // between events: its peak is found inside the integration interval.
+    let th = "capacity: 1.0, resistance: 10.0, ambient: 300.0, input_coeff: 0.0, work_power: 0.0";
+    let scene = parse(&format!(
+        r#"Scene(version: 1, name: "chain3", tick_hz: 10.0,
+        nodes: [
+            Node(name: "src", kernel: Const(value: 4.0), count: Some(1)),
+            Node(name: "a", kernel: Gain(gain: 1.0),
+                 thermal: Some((capacity: 1.0, resistance: 10.0, ambient: 300.0, input_coeff: 1.0, work_power: 0.0))),
+            Node(name: "b", kernel: Gain(gain: 1.0), thermal: Some(({th}))),
+            Node(name: "c", kernel: Gain(gain: 1.0), thermal: Some(({th}))),
+            Node(name: "out", kernel: Probe),
+            Node(name: "clock", kernel: Const(value: 0.0), period: Some(100000), count: Some(2)),
+            Node(name: "clk", kernel: Probe),
+        ],
+        edges: [Edge(from: "clock.out", to: "clk.in"), Edge(from: "src.out", to: "a.in"),
+                Edge(from: "a.out", to: "b.in"), Edge(from: "b.out", to: "c.in"),
+                Edge(from: "c.out", to: "out.in")],
+        thermal_links: [ThermalLink(a: "a", b: "b", conductance: 0.5),
+                        ThermalLink(a: "b", b: "c", conductance: 0.5)])"#
+    ));
+    // RK4 on u' = −(D + K)·u with h = 1e-4 s, tracking c's maximum.
+    let f = |u: [f64; 3]| -> [f64; 3] {
+        [
+            -0.1 * u[0] - 0.5 * (u[0] - u[1]),
+            -0.1 * u[1] - 0.5 * (u[1] - u[0]) - 0.5 * (u[1] - u[2]),
+            -0.1 * u[2] - 0.5 * (u[2] - u[1]),
+        ]
+    };
+    let add =
+        |u: [f64; 3], k: [f64; 3], s: f64| [u[0] + s * k[0], u[1] + s * k[1], u[2] + s * k[2]];
+    let h = 1e-4;
+    let mut u = [16.0, 0.0, 0.0];
+    let mut peak_c = 0.0f64;
+    let mut at_30s = u;
+    for step in 1..=400_000 {
+        let k1 = f(u);
+        let k2 = f(add(u, k1, h / 2.0));
+        let k3 = f(add(u, k2, h / 2.0));
+        let k4 = f(add(u, k3, h));
+        for i in 0..3 {
+            u[i] += h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]);
+        }
+        peak_c = peak_c.max(u[2]);
+        if step == 300_000 {
+            at_30s = u;
+        }
+    }
+    let (_, e) = run_until(&scene, 300);
+    for (n, want) in ["a", "b", "c"].iter().zip(at_30s) {
+        close(thermal(&e, n, "final") - 300.0, want, 16.0, 1e-9, n);
+    }
+    let (_, e) = run_until(&scene, 400);
+    // The sampled RK4 maximum is within h²·u''/8 of the true one.
+    close(
+        thermal(&e, "c", "peak") - 300.0,
+        peak_c,
+        peak_c,
+        1e-8,
+        "c's peak",
+    );
+    assert!(thermal(&e, "c", "peak") > thermal(&e, "c", "final") + 1.0);
 }
