@@ -950,9 +950,15 @@ impl Plan {
                         ),
                     );
                 }
-                // Edges from an opaque node (unknown kind, E224) were not resolved: an input
-                // left unconnected by them is not a second error.
-                if t.channels.is_empty() && !t.optional && !nodes.iter().any(|n| n.opaque) {
+                // Edges from an opaque node (unknown kind, E224) were not resolved, nor were
+                // edges with a bad `from` (reported): an input they aimed at is not a second
+                // error.
+                let aimed = s
+                    .edges
+                    .iter()
+                    .any(|e| e.to.split_once('.') == Some((n.name.as_str(), t.name.as_str())));
+                if t.channels.is_empty() && !t.optional && !aimed && !nodes.iter().any(|n| n.opaque)
+                {
                     ctx.err(
                         "E237",
                         format!("nodes[{i}].taps.{}", t.name),
@@ -1724,12 +1730,17 @@ fn resolve(
                 "E232",
                 path,
                 format!(
-                    "node `{node}` ({}) has no tap `{tap}` (its taps: {})",
+                    "node `{node}` ({}) has no tap `{tap}` (its taps: {}){}",
                     n.kernel.kind(),
                     if all.is_empty() {
                         "none".to_string()
                     } else {
                         all.join(", ")
+                    },
+                    if tap == TEMP_TAP && n.thermal.is_none() {
+                        "; `temp` exists on nodes with `thermal`"
+                    } else {
+                        ""
                     }
                 ),
             );
