@@ -296,7 +296,10 @@ impl Engine {
                     .flat_map(|t| &t.channels)
                     .any(|&c| plan.channels[c].capacity == 0),
                 kernel_outputs: n.kernel_outputs().len(),
-                temp_port: n.temp_tap(),
+                // An unconnected `temp` tap is not computed.
+                temp_port: n
+                    .temp_tap()
+                    .filter(|&k| n.outputs.get(k).is_some_and(|t| !t.channels.is_empty())),
             };
             let runtime = NodeRuntime {
                 next_due: n.offset,

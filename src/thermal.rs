@@ -123,6 +123,24 @@ impl NodeState {
         self.changes.insert(pos, (at, delta, throttled));
     }
 
+    /// A copy without the pending changes.
+    fn scalars(&self) -> NodeState {
+        NodeState {
+            changes: VecDeque::new(),
+            ..*self
+        }
+    }
+
+    /// Applies one busy-count change.
+    fn apply(&mut self, delta: i32, throttled: bool) {
+        let count = if throttled {
+            &mut self.busy_throttled
+        } else {
+            &mut self.busy
+        };
+        *count = count.saturating_add_signed(delta);
+    }
+
     fn deposit(&mut self, joules: f64) {
         self.heat_in += joules;
         self.temperature += joules / self.spec.capacity;
@@ -346,12 +364,39 @@ impl ThermalNet {
     pub fn temperature(&self, node: usize, tick: u64) -> Option<f64> {
         let (g, m) = self.member(node)?;
         let group = &self.groups[g];
-        if group.time == tick as f64 && group.pending_before(tick as f64).is_none() {
+        let t = tick as f64;
+        if group.time == t && group.pending_before(t).is_none() {
             return Some(group.members[m].temperature);
         }
+        if group.modes.is_none() {
+            // One node: walk its pending changes on a copy of its scalars (no allocation).
+            let src = &group.members[m];
+            let mut s = src.scalars();
+            let mut time = group.time;
+            for &(at, d, throttled) in src.changes.iter().take_while(|c| c.0 <= t) {
+                if at > time {
+                    evolve_single(&mut s, (at - time) / self.tick_hz);
+                    time = at;
+                }
+                s.apply(d, throttled);
+            }
+            if t > time {
+                evolve_single(&mut s, (t - time) / self.tick_hz);
+            }
+            return Some(s.temperature);
+        }
         let mut copy = group.clone();
-        copy.advance_to(tick as f64, self.tick_hz);
+        copy.advance_to(t, self.tick_hz);
         Some(copy.members[m].temperature)
+    }
+
+    /// Integrates the group of `node` up to `tick` now, so that reads at `tick` are free. Valid
+    /// because nothing is ever recorded before the current tick.
+    pub fn advance(&mut self, node: usize, tick: u64) {
+        if let Some((g, _)) = self.member(node) {
+            let hz = self.tick_hz;
+            self.groups[g].advance_to(tick as f64, hz);
+        }
     }
 
     /// The temperature a firing of `node` at `tick` with inputs `sum_sq = Σx²` publishes on its
@@ -474,12 +519,7 @@ impl Group {
             for m in &mut self.members {
                 while m.changes.front().is_some_and(|&(at, _, _)| at <= c) {
                     if let Some((_, d, throttled)) = m.changes.pop_front() {
-                        let count = if throttled {
-                            &mut m.busy_throttled
-                        } else {
-                            &mut m.busy
-                        };
-                        *count = count.saturating_add_signed(d);
+                        m.apply(d, throttled);
                     }
                 }
             }

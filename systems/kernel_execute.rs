@@ -234,6 +234,8 @@ impl Cx<'_> {
         outputs: &mut [OutputBlock],
     ) {
         let now = self.now.tick;
+        // Reads at `now` (the `temp` value, the throttle judgement) then cost nothing.
+        self.thermal.advance(n, now);
         let busy = self
             .step
             .busy
