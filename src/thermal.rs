@@ -186,6 +186,8 @@ pub struct ThermalNet {
     /// Canonical node index → (group, member).
     locate: Vec<Option<(u32, u32)>>,
     inbox: Vec<Deposit>,
+    /// Closed-form steps taken on the run's state (reads on copies are not counted).
+    steps: u64,
 }
 
 impl ThermalNet {
@@ -292,6 +294,7 @@ impl ThermalNet {
             groups,
             locate,
             inbox: Vec::new(),
+            steps: 0,
         })
     }
 
@@ -341,7 +344,7 @@ impl ThermalNet {
             };
             let hz = self.tick_hz;
             let group = &mut self.groups[g];
-            group.advance_to(d.tick as f64, hz);
+            self.steps += group.advance_to(d.tick as f64, hz);
             let state = &mut group.members[m];
             if d.joules != 0.0 {
                 state.deposit(d.joules);
@@ -386,7 +389,7 @@ impl ThermalNet {
             return Some(s.temperature);
         }
         let mut copy = group.clone();
-        copy.advance_to(t, self.tick_hz);
+        let _ = copy.advance_to(t, self.tick_hz);
         Some(copy.members[m].temperature)
     }
 
@@ -395,8 +398,14 @@ impl ThermalNet {
     pub fn advance(&mut self, node: usize, tick: u64) {
         if let Some((g, _)) = self.member(node) {
             let hz = self.tick_hz;
-            self.groups[g].advance_to(tick as f64, hz);
+            self.steps += self.groups[g].advance_to(tick as f64, hz);
         }
+    }
+
+    /// Closed-form integration steps taken on the run's state so far: one per interval between
+    /// a group's events, whatever the number of idle nodes.
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// The temperature a firing of `node` at `tick` with inputs `sum_sq = Σx²` publishes on its
@@ -435,7 +444,7 @@ impl ThermalNet {
         let mut out = Vec::new();
         for group in &self.groups {
             let mut copy = group.clone();
-            copy.advance_to(tick as f64, self.tick_hz);
+            let _ = copy.advance_to(tick as f64, self.tick_hz);
             for s in &copy.members {
                 out.push(ThermalReport {
                     node: s.node,
@@ -510,11 +519,14 @@ impl Group {
     }
 
     /// Integrates the group from its time to `t` (ticks), through its pending power changes.
-    fn advance_to(&mut self, t: f64, tick_hz: f64) {
+    /// Returns the number of closed-form steps taken.
+    fn advance_to(&mut self, t: f64, tick_hz: f64) -> u64 {
+        let mut steps = 0;
         while let Some(c) = self.pending_before(t) {
             if c > self.time {
                 self.evolve((c - self.time) / tick_hz);
                 self.time = c;
+                steps += 1;
             }
             for m in &mut self.members {
                 while m.changes.front().is_some_and(|&(at, _, _)| at <= c) {
@@ -527,7 +539,9 @@ impl Group {
         if t > self.time {
             self.evolve((t - self.time) / tick_hz);
             self.time = t;
+            steps += 1;
         }
+        steps
     }
 
     /// Advances every member by `dt` seconds at constant power.

@@ -886,3 +886,46 @@ fn a_three_node_chain_matches_a_fine_runge_kutta_integration() {
     );
     assert!(thermal(&e, "c", "peak") > thermal(&e, "c", "final") + 1.0);
 }
+
+#[test]
+fn integration_cost_follows_the_active_nodes_not_the_idle_ones() {
+    // One active node (fired at 0, 10, …, 990, busy 3 ticks each) beside 1000 idle thermal
+    // nodes. Firing 0 finds its group at tick 0; each later firing takes two closed-form steps
+    // (to the end of the previous busy interval, then to its own tick): 2·99 = 198, whatever
+    // the number of idle nodes or steps.
+    let th = "thermal: Some((capacity: 1.0, resistance: 10.0, ambient: 300.0, input_coeff: 0.1, work_power: 1.0))";
+    let mut nodes = vec![
+        r#"Node(name: "src", kernel: Const(value: 1.0), period: Some(10), count: Some(100))"#
+            .to_string(),
+        format!(r#"Node(name: "hot", kernel: Gain(gain: 1.0), latency: 3, {th})"#),
+        r#"Node(name: "out", kernel: Probe)"#.to_string(),
+        r#"Node(name: "idle_src", kernel: Const(value: 1.0), count: Some(0))"#.to_string(),
+    ];
+    let mut edges = vec![
+        r#"Edge(from: "src.out", to: "hot.in")"#.to_string(),
+        r#"Edge(from: "hot.out", to: "out.in")"#.to_string(),
+    ];
+    let mut prev = "idle_src".to_string();
+    for i in 0..1000 {
+        nodes.push(format!(
+            r#"Node(name: "i{i}", kernel: Gain(gain: 1.0), {th})"#
+        ));
+        edges.push(format!(r#"Edge(from: "{prev}.out", to: "i{i}.in")"#));
+        prev = format!("i{i}");
+    }
+    nodes.push(r#"Node(name: "idle_out", kernel: Probe)"#.into());
+    edges.push(format!(r#"Edge(from: "{prev}.out", to: "idle_out.in")"#));
+    let scene = parse(&format!(
+        r#"Scene(version: 1, name: "idle", nodes: [{}], edges: [{}])"#,
+        nodes.join(", "),
+        edges.join(", ")
+    ));
+    let (o, e) = run(&scene);
+    assert_eq!(o, Outcome::Completed);
+    let net = e.world().resource::<tapwheel::thermal::ThermalNet>();
+    assert_eq!(net.steps(), 198);
+    // The idle nodes stay at ambient; the active one ends 3 ticks after its last firing.
+    assert_eq!(thermal(&e, "i500", "final"), 300.0);
+    assert_eq!(e.report().end_tick, 993);
+    assert!(thermal(&e, "hot", "peak") > 300.0);
+}
