@@ -27,6 +27,7 @@ fn every_example_scene_runs() {
         ("strict_quiescent", 3, "deadlock"),
         ("task_window", 0, "completed"),
         ("telemetry_shed", 0, "completed"),
+        ("thermal_throttle", 0, "completed"),
         ("zero_delay_chain", 0, "completed"),
     ];
     let mut found: Vec<String> = std::fs::read_dir(repo().join("scenes"))
