@@ -108,6 +108,8 @@ pub struct Firing {
     /// The dispatch ticket (domain, start) of the task; `None` without dispatch resources and
     /// for probe firings.
     pub ticket: Option<crate::dispatch::Ticket>,
+    /// Its tape entry, when gradients are recorded (§17).
+    pub tape: Option<u32>,
 }
 
 /// A firing whose outputs are written but which stays in flight until the consumers of its
@@ -251,6 +253,10 @@ pub struct NodeRuntime {
     /// Cancelled (a cancelled source): outputs of firings completing from now on are fenced
     /// off — discarded on arrival and counted, never delivered.
     pub fenced: bool,
+    /// With a tape: where each optional input's held token came from (`hold_last`).
+    pub held_src: Vec<crate::tape::Source>,
+    /// With a tape: the entry of the firing being booked.
+    pub tape_entry: Option<u32>,
 }
 
 impl NodeRuntime {
@@ -424,14 +430,21 @@ pub fn flush_completed(
     events: &mut EventQueue,
     now: Instant,
     zero: ZeroDelay,
+    tape: Option<&mut crate::tape::Tape>,
 ) -> Result<usize, crate::arena::ArenaError> {
+    let mut tape = tape;
     let mut flushed = 0;
     while rt.in_flight.front().is_some_and(|f| f.done) {
         let Some(mut firing) = rt.in_flight.pop_front() else {
             break;
         };
         let mut waiting = Vec::new();
-        for (port, block) in wiring.outputs.iter().zip(firing.outputs.iter_mut()) {
+        for (pi, (port, block)) in wiring
+            .outputs
+            .iter()
+            .zip(firing.outputs.iter_mut())
+            .enumerate()
+        {
             let produced = block.tokens().min(port.max_production as usize);
             for oc in &port.channels {
                 arena.release(oc.channel, port.max_production - produced as u32);
@@ -451,9 +464,19 @@ pub fn flush_completed(
                             );
                             let r = arena.write(oc.channel, &part, visible);
                             rt.part_scratch = part;
-                            r?;
+                            let seq = r?;
+                            if let Some(tp) = tape.as_deref_mut() {
+                                let at = firing
+                                    .tape
+                                    .map(|e| (e, pi as u16, oc.part as u16, t as u32));
+                                tp.produced(oc.channel, seq, at);
+                            }
                         } else {
-                            arena.write(oc.channel, token, visible)?;
+                            let seq = arena.write(oc.channel, token, visible)?;
+                            if let Some(tp) = tape.as_deref_mut() {
+                                let at = firing.tape.map(|e| (e, pi as u16, 0, t as u32));
+                                tp.produced(oc.channel, seq, at);
+                            }
                         }
                         if arena.ring(oc.channel).capacity == 0 {
                             waiting.push(oc.channel);
@@ -493,8 +516,9 @@ pub fn write_out_completed(
     stats: &mut Stats,
     now: Instant,
     zero: ZeroDelay,
+    tape: Option<&mut crate::tape::Tape>,
 ) -> Option<crate::error::Diagnostic> {
-    let failure = match flush_completed(rt, wiring, arena, events, now, zero) {
+    let failure = match flush_completed(rt, wiring, arena, events, now, zero, tape) {
         Ok(c) => {
             stats.completed[n] += c as u64;
             None
@@ -946,10 +970,16 @@ pub fn consume_inputs(
     probe: Option<&mut ProbeStream>,
     scratch: &mut Scratch,
     bufs: &mut Vec<Vec<f32>>,
+    sources: Option<&mut crate::tape::SourceScratch>,
 ) {
     use crate::adapters::gather;
+    use crate::tape::Source;
     bufs.resize_with(wiring.inputs.len(), Vec::new);
     let mut probe = probe;
+    let mut sources = sources;
+    if sources.is_some() {
+        rt.held_src.resize(wiring.inputs.len(), Source::Constant);
+    }
     for (j, port) in wiring.inputs.iter().enumerate() {
         let buf = &mut bufs[j];
         buf.clear();
@@ -966,6 +996,20 @@ pub fn consume_inputs(
             for (k, &ch) in port.channels.iter().enumerate() {
                 scratch.parts[k].clear();
                 arena.pop(ch, take, &mut scratch.parts[k], &mut scratch.metas);
+            }
+            if let Some(src) = sources.as_deref_mut() {
+                // Part k of token t is meta k·take + t.
+                for t in 0..take {
+                    let start = src.parts.len() as u32;
+                    for (k, &ch) in port.channels.iter().enumerate() {
+                        let seq = scratch.metas.get(k * take + t).map_or(0, |m| m.seq);
+                        src.parts.push((ch as u32, seq));
+                    }
+                    src.sources.push(Source::Gathered {
+                        start,
+                        count: port.channels.len() as u32,
+                    });
+                }
             }
             // A gathered token is the first channel's (its seq) and visible when its last
             // part became visible.
@@ -990,6 +1034,13 @@ pub fn consume_inputs(
             }
         } else if let Some(ch) = port.channel {
             arena.pop(ch, take, buf, &mut scratch.metas);
+            if let Some(src) = sources.as_deref_mut() {
+                src.sources
+                    .extend(scratch.metas.iter().map(|m| Source::Token {
+                        ch: ch as u32,
+                        seq: m.seq,
+                    }));
+            }
         }
         // A probe records the tokens it consumed, never the fallbacks of an optional tap.
         if let Some(p) = probe.as_deref_mut() {
@@ -1000,12 +1051,26 @@ pub fn consume_inputs(
             if take > 0 && port.hold_last {
                 let last = &buf[(take - 1) * port.token_len..take * port.token_len];
                 rt.held[j] = last.to_vec();
+                if let Some(src) = sources.as_deref()
+                    && let Some(&s) = src.sources.last()
+                {
+                    rt.held_src[j] = s;
+                }
             }
             for _ in take..want {
-                if port.hold_last && rt.held[j].len() == port.token_len {
+                let held = port.hold_last && rt.held[j].len() == port.token_len;
+                if held {
                     buf.extend_from_slice(&rt.held[j]);
                 } else {
                     buf.resize(buf.len() + port.token_len, port.default);
+                }
+                if let Some(src) = sources.as_deref_mut() {
+                    // A held token passes its gradient on to the token it repeats.
+                    src.sources.push(if held {
+                        rt.held_src[j]
+                    } else {
+                        Source::Constant
+                    });
                 }
             }
         }
@@ -1074,6 +1139,7 @@ pub fn book_firing(
         done: latency == 0,
         outputs,
         ticket,
+        tape: rt.tape_entry.take(),
     });
     if latency > 0 {
         events.push_completion(complete_at, n as u32);

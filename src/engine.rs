@@ -63,6 +63,12 @@ pub struct RunOptions {
     pub slots: std::collections::BTreeMap<u32, u64>,
     /// Symbol values, over the scene's `symbols` (`--symbol NAME=VALUE`); read at run start.
     pub symbols: std::collections::BTreeMap<String, u64>,
+    /// Kernel parameter values `"node.param" → value` over the scene's (`--param`); set on the
+    /// kernels at build time, validated like the scene's (E455). The plan is unchanged.
+    pub params: std::collections::BTreeMap<String, f64>,
+    /// Records the gradient tape during the run, for [`Engine::gradients`] (§17). Off, the
+    /// engine holds no tape and records nothing.
+    pub gradients: bool,
 }
 
 impl Default for RunOptions {
@@ -76,6 +82,8 @@ impl Default for RunOptions {
             threads: None,
             slots: Default::default(),
             symbols: Default::default(),
+            params: Default::default(),
+            gradients: false,
         }
     }
 }
@@ -216,6 +224,22 @@ impl Engine {
         };
         let mut events = crate::time::EventQueue::default();
         let mut costs = Vec::with_capacity(plan.nodes.len());
+        let mut state_lens = Vec::with_capacity(plan.nodes.len());
+        // Every `--param` names a node of the scene.
+        for key in opts.params.keys() {
+            let known = key
+                .split_once('.')
+                .is_some_and(|(node, _)| plan.node_index(node).is_some());
+            if !known {
+                return Err(Error::invalid(Diagnostic {
+                    code: "E455",
+                    message: format!(
+                        "`{key}` names no parameter of a node in the scene (write `node.param`)"
+                    ),
+                    location: crate::error::Location::Argument("--param".into()),
+                }));
+            }
+        }
         for (i, n) in plan.nodes.iter().enumerate() {
             let sig = n.signature();
             let ctx = kernels::BuildCtx {
@@ -234,6 +258,22 @@ impl Engine {
                     ),
                 ))
             })?;
+            let mut kernel = kernel;
+            for (key, &value) in &opts.params {
+                let Some((node, param)) = key.split_once('.') else {
+                    continue;
+                };
+                if node == n.name {
+                    kernel.set_param(param, value).map_err(|e| {
+                        Error::invalid(Diagnostic {
+                            code: "E455",
+                            message: format!("`{key}`: {e}"),
+                            location: crate::error::Location::Argument("--param".into()),
+                        })
+                    })?;
+                }
+            }
+            state_lens.push(kernel.state_len());
             costs.push(kernel.cost(&sig));
             let wiring = NodeWiring {
                 inputs: n
@@ -386,6 +426,9 @@ impl Engine {
         world.insert_resource(ActiveDevice(device));
         world.insert_resource(crate::device::Timeline::default());
         world.insert_resource(build_thermal(&plan)?);
+        if opts.gradients {
+            world.insert_resource(crate::tape::Tape::new(&plan, &state_lens));
+        }
         match dispatch_cfg {
             Some(cfg) => {
                 let statics = plan.nodes.iter().map(|n| n.domain).collect();
@@ -790,6 +833,121 @@ impl Engine {
             .temperature(node, end_tick)
     }
 
+    /// Every float kernel parameter as the kernels hold it now, `"node.param" → value`.
+    pub fn params(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (i, &e) in self.world.resource::<NodeOrder>().0.iter().enumerate() {
+            if let (Some(k), Some(n)) = (self.world.get::<NodeKernel>(e), self.plan.nodes.get(i)) {
+                for p in k.0.params() {
+                    out.insert(format!("{}.{}", n.name, p.name), p.value);
+                }
+            }
+        }
+        out
+    }
+
+    /// The scene's loss (§17) over what its probe has recorded so far, and `dL/d(value)` per
+    /// recorded element. `Ok(None)` without a `loss`; a target of another length is E453.
+    pub fn loss(&self) -> Result<Option<(f64, Vec<f64>)>> {
+        let Some(loss) = &self.plan.loss else {
+            return Ok(None);
+        };
+        let probes = self.world.resource::<Probes>();
+        let values: Vec<f64> = probes
+            .by_node
+            .get(loss.probe)
+            .copied()
+            .flatten()
+            .and_then(|p| probes.streams.get(p))
+            .map(|p| p.values.iter().map(|&v| f64::from(v)).collect())
+            .unwrap_or_default();
+        loss.evaluate(&values)
+            .map(Some)
+            .map_err(|e| Error::invalid(Diagnostic::at("E453", "loss.Mse.target", e.to_string())))
+    }
+
+    /// The gradients of the scene's loss with respect to every float kernel parameter and every
+    /// initial token (§17): the `backward` schedule walks the tape recorded by this run. Needs
+    /// `RunOptions::gradients` (E456 otherwise), a scene `loss` (E454) and an ended run (E457).
+    /// A kernel without an adjoint on the loss's path is refused (R311, exit 4).
+    pub fn gradients(&mut self) -> Result<crate::tape::Gradients> {
+        if self.outcome.is_none() {
+            return Err(Error::invalid(Diagnostic::nowhere(
+                "E457",
+                "gradients need a finished run: call `run()` first",
+            )));
+        }
+        if !self.world.contains_resource::<crate::tape::Tape>() {
+            return Err(Error::invalid(Diagnostic::nowhere(
+                "E456",
+                "this run recorded no tape: build the engine with `RunOptions { gradients: true, .. }`",
+            )));
+        }
+        let Some((loss, dl)) = self.loss()? else {
+            return Err(Error::invalid(Diagnostic::at(
+                "E454",
+                "loss",
+                "the scene has no `loss` to differentiate: add `loss: Some(Sum(probe: \"…\"))` or `Some(Mse(probe: \"…\", target: \"….csv\"))`",
+            )));
+        };
+        let probe_stream = self.plan.loss.as_ref().and_then(|l| {
+            self.world
+                .resource::<Probes>()
+                .by_node
+                .get(l.probe)
+                .copied()
+                .flatten()
+        });
+        let streams = self.world.resource::<Probes>().streams.len();
+        let mut loss_grad = vec![Vec::new(); streams];
+        if let Some(p) = probe_stream {
+            loss_grad[p] = dl;
+        }
+        self.world
+            .insert_resource(crate::systems::backward::LossGradient(loss_grad));
+        let mut schedule = crate::systems::backward::build_schedule();
+        schedule.run(&mut self.world);
+        let raw = self
+            .world
+            .remove_resource::<crate::systems::backward::BackwardResult>()
+            .map(|r| r.0)
+            .unwrap_or_else(|| {
+                Err(Error::Internal(
+                    "the backward schedule produced nothing".into(),
+                ))
+            })?;
+        let mut grads = std::collections::BTreeMap::new();
+        let mut q = self.world.query::<(&NodeIx, &NodeKernel)>();
+        for (ix, k) in q.iter(&self.world) {
+            let i = ix.0 as usize;
+            let name = &self.plan.nodes[i].name;
+            for (p, g) in
+                k.0.params()
+                    .iter()
+                    .zip(raw.params.get(i).into_iter().flatten())
+            {
+                grads.insert(format!("{name}.{}", p.name), *g);
+            }
+        }
+        let mut initial = std::collections::BTreeMap::new();
+        for (c, ch) in self.plan.channels.iter().enumerate() {
+            if ch.initial.is_empty() {
+                continue;
+            }
+            let len = (ch.shape.elements() as usize).max(1);
+            let g = raw.initial.get(c).cloned().unwrap_or_default();
+            initial.insert(
+                ch.name.clone(),
+                g.chunks(len).map(<[f64]>::to_vec).collect(),
+            );
+        }
+        Ok(crate::tape::Gradients {
+            loss,
+            grads,
+            initial,
+        })
+    }
+
     /// The run report (§19). Valid at any time; final once the run has ended.
     pub fn report(&self) -> Report {
         let outcome = self.outcome;
@@ -823,6 +981,15 @@ impl Engine {
             obj.insert(
                 "sources_cancelled".into(),
                 serde_json::Value::Bool(self.sources_cancelled),
+            );
+            // §17: the scene's loss over what its probe recorded (null without a `loss`).
+            obj.insert(
+                "loss".into(),
+                match self.loss() {
+                    Ok(Some((l, _))) => serde_json::json!(l),
+                    Ok(None) => serde_json::Value::Null,
+                    Err(e) => serde_json::json!({"error": e.to_string()}),
+                },
             );
         }
         report

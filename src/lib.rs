@@ -31,7 +31,9 @@ pub mod dispatch;
 pub mod ecs;
 pub mod engine;
 pub mod error;
+pub mod fit;
 pub mod kernels;
+pub mod loss;
 pub mod overflow;
 pub mod plan;
 pub mod report;
@@ -39,6 +41,7 @@ pub mod scene;
 pub mod schedule;
 pub mod sdf;
 pub mod slots;
+pub mod tape;
 pub mod thermal;
 pub mod time;
 

@@ -76,10 +76,42 @@ struct TableArgs {
     /// Set a slot (N=VALUE, N in 0..=255); repeatable; overrides the scene's `slots`.
     #[arg(long = "slot", value_name = "N=VALUE")]
     slots: Vec<String>,
+    /// Set a kernel parameter (NODE.PARAM=VALUE); repeatable; overrides the scene's value.
+    #[arg(long = "param", value_name = "NODE.PARAM=VALUE")]
+    params: Vec<String>,
 }
 
 /// Slot and symbol values from the command line (later repeats win).
 type Tables = (BTreeMap<u32, u64>, BTreeMap<String, u64>);
+
+impl TableArgs {
+    /// `--param NODE.PARAM=VALUE` values (E106 for a malformed one).
+    fn params(&self) -> Result<BTreeMap<String, f64>, Error> {
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        for a in &self.params {
+            let parsed = a.split_once('=').and_then(|(k, v)| {
+                let v: f64 = v.trim().parse().ok()?;
+                (k.contains('.') && v.is_finite()).then(|| (k.trim().to_string(), v))
+            });
+            match parsed {
+                Some((k, v)) => {
+                    out.insert(k, v);
+                }
+                None => errors.push(Diagnostic {
+                    code: "E106",
+                    message: format!("`{a}`: expected NODE.PARAM=VALUE with a finite number"),
+                    location: Location::Argument("--param".into()),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+}
 
 impl TableArgs {
     /// Parses every argument; each malformed one is an E106 located at the argument.
@@ -190,8 +222,39 @@ enum Command {
         #[arg(long)]
         runtime: Option<String>,
     },
-    /// Gradients of the scene's loss (not in this build).
-    Grad { scene: PathBuf },
+    /// Gradients of the scene's `loss` with respect to every float kernel parameter
+    /// (`node.param`) and every initial token, by a backward pass over the recorded run.
+    Grad {
+        scene: PathBuf,
+        /// Last tick processed (inclusive); overrides the scene's run.until.
+        #[arg(long)]
+        until: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+    /// Fit kernel parameters to the scene's `loss` by gradient descent (Adam): each step runs
+    /// the scene forward and backward and moves the parameters against their gradient.
+    Fit {
+        scene: PathBuf,
+        /// Descent steps.
+        #[arg(long, default_value_t = 100)]
+        steps: u32,
+        /// Learning rate (Adam's step size, in parameter units).
+        #[arg(long, default_value_t = 0.01)]
+        lr: f64,
+        /// A parameter to fit (NODE.PARAM); repeatable. Default: every parameter with a
+        /// non-zero gradient at the start.
+        #[arg(long = "fit", value_name = "NODE.PARAM")]
+        fit: Vec<String>,
+        #[arg(long)]
+        until: Option<u64>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
     /// Plot a finished run (not in this build).
     Plot { run_dir: PathBuf },
     /// Standard benchmark workloads (not in this build).
@@ -298,6 +361,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 threads,
                 slots,
                 symbols,
+                params: tables.params()?,
+                gradients: false,
             };
             let mut engine = Engine::from_scene(&loaded, opts)?;
             print_warnings(&engine.plan().warnings);
@@ -509,7 +574,95 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             outln!("  manifest_digest {}", written.manifest_digest);
             Ok(0)
         }
-        Command::Grad { .. } => Err(not_in_build("tapwheel grad", "R310")),
+        Command::Grad {
+            scene,
+            until,
+            format,
+            tables,
+        } => {
+            let (slots, symbols) = tables.parse()?;
+            let loaded = Scene::load(&scene)?;
+            let opts = RunOptions {
+                until,
+                slots,
+                symbols,
+                params: tables.params()?,
+                ..RunOptions::default()
+            };
+            let g = tapwheel::tape::gradients(&loaded, opts)?;
+            match format {
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&g.to_json()).unwrap_or_default()
+                ),
+                Format::Text => {
+                    outln!("{}: loss {}", loaded.spec.name, g.loss);
+                    for (k, v) in &g.grads {
+                        outln!("  d loss / d {k} = {v}");
+                    }
+                    for (ch, toks) in &g.initial {
+                        for (i, t) in toks.iter().enumerate() {
+                            outln!("  d loss / d {ch}.initial[{i}] = {t:?}");
+                        }
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Fit {
+            scene,
+            steps,
+            lr,
+            fit,
+            until,
+            format,
+            tables,
+        } => {
+            let (slots, symbols) = tables.parse()?;
+            let loaded = Scene::load(&scene)?;
+            let opts = tapwheel::fit::FitOptions {
+                steps,
+                lr,
+                fit,
+                run: RunOptions {
+                    until,
+                    slots,
+                    symbols,
+                    params: tables.params()?,
+                    ..RunOptions::default()
+                },
+            };
+            let text = format == Format::Text;
+            let every = (steps / 10).max(1);
+            let r = tapwheel::fit::fit(&loaded, &opts, |s| {
+                if text && (s.step % every == 0 || s.step == steps) {
+                    let ps: Vec<String> = s
+                        .params
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v:.6}"))
+                        .collect();
+                    outln!("step {:>5}  loss {:.9e}  {}", s.step, s.loss, ps.join(" "));
+                }
+            })?;
+            match format {
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "steps": steps,
+                        "lr": lr,
+                        "loss": r.history.iter().map(|h| h.1).collect::<Vec<_>>(),
+                        "params": r.params,
+                    }))
+                    .unwrap_or_default()
+                ),
+                Format::Text => {
+                    for (k, v) in &r.params {
+                        outln!("  {k} = {v}");
+                    }
+                }
+            }
+            Ok(0)
+        }
         Command::Plot { .. } => Err(not_in_build("tapwheel plot", "R340")),
         Command::Bench => Err(not_in_build("tapwheel bench", "R344")),
     }

@@ -215,6 +215,10 @@ pub struct Plan {
     /// The task window (§9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_window: Option<TaskWindowSpec>,
+    /// The loss a backward pass differentiates (§17); not part of the digest (it changes no
+    /// forward value).
+    #[serde(skip)]
+    pub loss: Option<crate::loss::Loss>,
     /// §14 `thermal_links` as `(a, b, conductance)` over node indices.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub thermal_links: Vec<(u32, u32, f64)>,
@@ -990,6 +994,7 @@ impl Plan {
         };
         let device = plan_device(&mut ctx, &s.device, &scene.base_dir);
         let thermal_links = plan_thermal_links(&mut ctx, s, &nodes, &by_name);
+        let loss = plan_loss(&mut ctx, s, &nodes, &by_name, &scene.base_dir);
         if !ctx.errors.is_empty() {
             return Err(Error::Invalid(ctx.errors));
         }
@@ -1006,6 +1011,7 @@ impl Plan {
             dispatch: s.dispatch.clone(),
             task_window: s.task_window.clone(),
             thermal_links,
+            loss,
             device,
             warnings,
             run: s.run.clone(),
@@ -1400,6 +1406,107 @@ fn plan_node(
         thermal: n.thermal,
         throttle: n.throttle,
     }
+}
+
+/// The largest loss target read (bytes).
+const MAX_TARGET_BYTES: u64 = 256 << 20;
+
+/// §17 `loss`: a probe node of the scene, and for `Mse` a readable target CSV inside the scene's
+/// folder.
+fn plan_loss(
+    ctx: &mut Ctx,
+    s: &SceneSpec,
+    nodes: &[PlanNode],
+    by_name: &HashMap<&str, usize>,
+    base_dir: &std::path::Path,
+) -> Option<crate::loss::Loss> {
+    let spec = s.loss.as_ref()?;
+    let (LossSpec::Sum { probe: name } | LossSpec::Mse { probe: name, .. }) = spec;
+    let variant = match spec {
+        LossSpec::Sum { .. } => "Sum",
+        LossSpec::Mse { .. } => "Mse",
+    };
+    let probe = match by_name.get(name.as_str()) {
+        Some(&i) if nodes.get(i).is_some_and(|n| n.is_probe) => Some(i),
+        Some(_) => {
+            ctx.err(
+                "E450",
+                format!("loss.{variant}.probe"),
+                format!("`{name}` is not a Probe node; a loss reads a probe's recorded values"),
+            );
+            None
+        }
+        None => {
+            ctx.err(
+                "E450",
+                format!("loss.{variant}.probe"),
+                format!("unknown node `{name}`"),
+            );
+            None
+        }
+    };
+    let kind = match spec {
+        LossSpec::Sum { .. } => Some(crate::loss::LossKind::Sum),
+        LossSpec::Mse { target, .. } => {
+            let path = "loss.Mse.target".to_string();
+            let rel = std::path::Path::new(target);
+            let escapes = rel.is_absolute()
+                || rel.components().any(|c| {
+                    !matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+            let full = base_dir.join(rel);
+            if target.is_empty() || escapes {
+                ctx.err(
+                    "E451",
+                    path,
+                    format!("target `{target}` must be a relative path inside the scene's folder"),
+                );
+                None
+            } else {
+                match std::fs::metadata(&full) {
+                    Err(e) => {
+                        ctx.err(
+                            "E451",
+                            path,
+                            format!("cannot read `{}`: {e}", full.display()),
+                        );
+                        None
+                    }
+                    Ok(m) if !m.is_file() || m.len() > MAX_TARGET_BYTES => {
+                        ctx.err(
+                            "E451",
+                            path,
+                            format!(
+                                "`{}` is not a file of at most {} MiB",
+                                full.display(),
+                                MAX_TARGET_BYTES >> 20
+                            ),
+                        );
+                        None
+                    }
+                    Ok(_) => match std::fs::read_to_string(&full)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| crate::loss::parse_target(&t))
+                    {
+                        Ok(v) => Some(crate::loss::LossKind::Mse {
+                            target: Arc::new(v),
+                        }),
+                        Err(e) => {
+                            ctx.err("E452", path, format!("target `{target}`: {e}"));
+                            None
+                        }
+                    },
+                }
+            }
+        }
+    };
+    Some(crate::loss::Loss {
+        probe: probe?,
+        kind: kind?,
+    })
 }
 
 /// §14: thermal parameters are physical (positive capacity and resistance, non-negative

@@ -10,6 +10,7 @@
 use crate::arena::TokenArena;
 use crate::dispatch::Dispatcher;
 use crate::ecs::*;
+use crate::tape::Tape;
 use crate::time::{Event, EventQueue, Instant};
 use bevy_ecs::prelude::*;
 
@@ -22,6 +23,7 @@ struct Out<'a> {
     dispatcher: Option<&'a mut Dispatcher>,
     now: Instant,
     zero: ZeroDelay,
+    tape: Option<&'a mut Tape>,
 }
 
 impl Out<'_> {
@@ -42,6 +44,7 @@ impl Out<'_> {
             self.stats,
             self.now,
             self.zero,
+            self.tape.as_deref_mut(),
         ) {
             self.step.failure = Some(f);
         }
@@ -62,6 +65,7 @@ pub fn delay_expiry(
     mut arena: ResMut<TokenArena>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
+    mut tape: Option<ResMut<Tape>>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring)>,
 ) {
     if staging.current != 0 {
@@ -92,6 +96,7 @@ pub fn delay_expiry(
         dispatcher: dispatcher.as_deref_mut(),
         now,
         zero: staging.zero_delay(),
+        tape: tape.as_deref_mut(),
     };
     let node = |n: usize| order.0.get(n).copied();
     // §10: a rendezvous token taken (or discarded) completes its producer's held firing.

@@ -23,6 +23,7 @@ use crate::dispatch::Dispatcher;
 use crate::ecs::*;
 use crate::kernels::{CohortMember, FireIo, InputBlock, Kernel, OutputBlock, fire_cohort};
 use crate::slots::{SlotIo, SlotTable, SlotWrite};
+use crate::tape::Tape;
 use crate::thermal::ThermalNet;
 use crate::time::Instant;
 use bevy_ecs::prelude::*;
@@ -45,6 +46,7 @@ pub fn kernel_execute(
     mut scratch: ResMut<Scratch>,
     mut slots: ResMut<Slots>,
     mut thermal: ResMut<ThermalNet>,
+    mut tape: Option<ResMut<Tape>>,
     mut nodes: NodeQuery,
 ) {
     // Reads at this tick see every slot write made before it (§11).
@@ -61,6 +63,8 @@ pub fn kernel_execute(
         slots: &mut slots.table,
         dispatcher: dispatcher.as_deref_mut(),
         thermal: &mut thermal,
+        tape: tape.as_deref_mut(),
+        probe_at: None,
     };
     if !staging.ipls() {
         fire_one_by_one(&mut cx, &order.0, &mut nodes);
@@ -90,6 +94,10 @@ struct Cx<'a> {
     slots: &'a mut SlotTable,
     dispatcher: Option<&'a mut Dispatcher>,
     thermal: &'a mut ThermalNet,
+    /// The gradient tape (§17), only when gradients are requested.
+    tape: Option<&'a mut Tape>,
+    /// The probe stream and first token index of the probe firing being recorded.
+    probe_at: Option<(u32, u64)>,
 }
 
 /// Every node's index, runtime, wiring and kernel.
@@ -130,17 +138,20 @@ impl Cx<'_> {
         wiring: &NodeWiring,
         bufs: &mut Vec<Vec<f32>>,
     ) -> Vec<OutputBlock> {
-        let probe = if wiring.is_probe {
-            self.probes
-                .by_node
-                .get(n)
-                .copied()
-                .flatten()
-                .and_then(|p| self.probes.streams.get_mut(p))
+        let index = if wiring.is_probe {
+            self.probes.by_node.get(n).copied().flatten()
         } else {
             None
         };
-        consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs);
+        let probe = index.and_then(|p| self.probes.streams.get_mut(p));
+        // With a tape, a probe firing notes where its tokens start in the stream (the loss's
+        // arguments).
+        self.probe_at = match (&self.tape, index, &probe) {
+            (Some(_), Some(i), Some(p)) => Some((i as u32, p.len() as u64)),
+            _ => None,
+        };
+        let sources = self.tape.as_deref_mut().map(|t| &mut t.scratch);
+        consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs, sources);
         if self.staging.ipls() && !self.arena.rendezvous_taken.is_empty() {
             // The producer's held firing completes in the next delta (§10).
             self.step.pending = true;
@@ -210,6 +221,7 @@ impl Cx<'_> {
                 self.stats,
                 self.now,
                 ZeroDelay::NextDelta,
+                self.tape.as_deref_mut(),
             ) {
                 self.step.failure = Some(f);
             }
@@ -220,6 +232,21 @@ impl Cx<'_> {
     /// Hands the tickets of the node's retired tasks back to dispatch.
     fn retire(&mut self, rt: &mut NodeRuntime) {
         retire_tickets(rt, self.dispatcher.as_deref_mut(), self.now.tick);
+    }
+
+    /// §17: with a tape, records the firing just computed (the state was saved before it).
+    fn record(
+        &mut self,
+        n: usize,
+        rt: &mut NodeRuntime,
+        inputs: &[Vec<f32>],
+        outputs: &[OutputBlock],
+    ) {
+        let probe = self.probe_at.take();
+        if let Some(t) = self.tape.as_deref_mut() {
+            let e = t.record(n, rt.firings_started, self.now.tick, inputs, outputs, probe);
+            rt.tape_entry = Some(e);
+        }
     }
 
     /// §14: a firing of a node with thermal state records its input energy (`Σx²` of what it
@@ -348,6 +375,9 @@ fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, 
                 break;
             }
             let mut outputs = cx.take_inputs(n, rt, wiring, &mut bufs);
+            if let Some(t) = cx.tape.as_deref_mut() {
+                kernel.0.save_state(&mut t.saved);
+            }
             let inputs = blocks(wiring, &bufs);
             let mut io = FireIo {
                 firing: rt.firings_started,
@@ -363,6 +393,7 @@ fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, 
                 cx.thermal_fire(n, wiring, sum_sq, latency, &mut outputs);
             }
             drop(inputs);
+            cx.record(n, rt, &bufs, &outputs);
             cx.queue_slot_writes(n, rt.firings_started, latency, writes);
             cx.book(n, rt, wiring, outputs, latency);
         }
@@ -370,6 +401,10 @@ fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, 
     cx.scratch.values = bufs;
     cx.step.enabled = enabled;
 }
+
+/// A cohort member's sources, saved state and probe position, kept apart until its firing is
+/// recorded on the tape.
+type Taped = (crate::tape::SourceScratch, Vec<f32>, Option<(u32, u64)>);
 
 /// One admitted member of a cohort, with its buffers for the round being fired.
 struct Member<'w> {
@@ -424,11 +459,20 @@ fn fire_group(
         let mut ins: Vec<Vec<Vec<f32>>> = Vec::with_capacity(active.len());
         let mut outs: Vec<Vec<OutputBlock>> = Vec::with_capacity(active.len());
         let mut work = 0usize;
+        // With a tape: each member's sources, saved state and probe position, kept apart until
+        // its firing is recorded.
+        let mut taped: Vec<Taped> = Vec::new();
         for &m in &active {
             let mb = &mut members[m];
             let mut bufs = std::mem::take(&mut mb.rt.input_bufs);
             let wiring = mb.wiring;
             let outputs = cx.take_inputs(mb.n, &mut mb.rt, wiring, &mut bufs);
+            let probe_at = cx.probe_at.take();
+            if let Some(t) = cx.tape.as_deref_mut() {
+                let mut saved = Vec::new();
+                mb.kernel.0.save_state(&mut saved);
+                taped.push((std::mem::take(&mut t.scratch), saved, probe_at));
+            }
             work += bufs.iter().map(Vec::len).sum::<usize>()
                 + wiring
                     .outputs
@@ -508,11 +552,12 @@ fn fire_group(
             }
         }
         // Book every firing of the round, in cohort order.
-        for (((&m, bufs), (outputs, latency)), slot_writes) in active
+        for (k, (((&m, bufs), (outputs, latency)), slot_writes)) in active
             .iter()
             .zip(ins)
             .zip(outs.into_iter().zip(latencies))
             .zip(writes)
+            .enumerate()
         {
             let mb = &mut members[m];
             let (n, wiring) = (mb.n, mb.wiring);
@@ -521,6 +566,15 @@ fn fire_group(
                 let sum_sq = mb.kernel.0.heat(&blocks(wiring, &bufs));
                 cx.thermal_fire(n, wiring, sum_sq, latency, &mut outputs);
             }
+            if let Some(t) = cx.tape.as_deref_mut()
+                && let Some(slot) = taped.get_mut(k)
+            {
+                let (src, saved, probe_at) = std::mem::take(slot);
+                t.scratch = src;
+                t.saved = saved;
+                cx.probe_at = probe_at;
+            }
+            cx.record(n, &mut mb.rt, &bufs, &outputs);
             mb.rt.input_bufs = bufs;
             cx.queue_slot_writes(n, mb.rt.firings_started, latency, slot_writes);
             cx.book(n, &mut mb.rt, wiring, outputs, latency);
@@ -576,6 +630,7 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
             cx.stats,
             cx.now,
             ZeroDelay::LaterStages,
+            cx.tape.as_deref_mut(),
         ) {
             cx.step.failure = Some(f);
         }

@@ -2,8 +2,10 @@
 //!
 //! `delay_expiry → readiness → gate_sync → dispatch → kernel_execute → thermal_integrate`, chained, on the
 //! single-threaded executor (parallelism belongs inside systems). Under an IPLS the engine runs
-//! the schedule once per stage of a step (`Staging::current`). Nothing else lives here.
+//! the schedule once per stage of a step (`Staging::current`). The `backward` schedule
+//! (`backward.rs`) runs once after a forward run with gradients. Nothing else lives here.
 
+pub mod backward;
 pub mod delay_expiry;
 pub mod dispatch;
 pub mod gate_sync;

@@ -40,13 +40,5 @@ pub fn refusals(s: &SceneSpec) -> Vec<Diagnostic> {
         }
         DeviceSpec::Reference | DeviceSpec::CycleSim { .. } => {}
     }
-    if s.loss.is_some() {
-        refuse(
-            &mut out,
-            "R310",
-            "loss".into(),
-            "`loss` (the backward pass)",
-        );
-    }
     out
 }
