@@ -1,7 +1,8 @@
 //! Fitting kernel parameters to a scene's loss by gradient descent (`tapwheel fit`, §17): each
 //! step runs the scene forward with a tape, walks it backward, and moves the chosen parameters
-//! with Adam (Kingma & Ba: per-parameter step sizes, so a cutoff in hertz and a gain in
-//! decibels move at comparable rates under one learning rate).
+//! with Adam (Kingma & Ba). The learning rate is relative: each step moves a parameter by about
+//! `lr` times its starting magnitude (1 for a parameter starting at 0), so a cutoff in hertz and
+//! a linear gain move at comparable rates under one `lr`.
 //!
 //! ```
 //! use tapwheel::{RunOptions, Scene};
@@ -16,7 +17,7 @@
 //! let r = fit(&scene, &opts, |_| {}).unwrap();
 //! assert_eq!(r.history.len(), 6);
 //! assert_eq!(r.history[0].1, 6.0);
-//! assert!(r.params["g.gain"] < 2.0 - 0.4); // Adam's first steps move by about lr each
+//! assert!(r.params["g.gain"] < 2.0 - 0.4); // Adam's first steps move by about lr·|2.0| each
 //! ```
 
 use crate::error::{Diagnostic, Error, Result};
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 pub struct FitOptions {
     /// Descent steps.
     pub steps: u32,
-    /// Adam's learning rate (step size in parameter units).
+    /// Adam's learning rate, relative to each parameter's starting magnitude.
     pub lr: f64,
     /// Parameters to fit (`node.param`); empty: every parameter whose gradient is non-zero at
     /// the start.
@@ -106,6 +107,13 @@ pub fn fit(
         params.insert(n.clone(), v);
     }
     let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+    let scale: Vec<f64> = names
+        .iter()
+        .map(|n| match params.get(n) {
+            Some(&v) if v != 0.0 => v.abs(),
+            _ => 1.0,
+        })
+        .collect();
     let mut m = vec![0.0; names.len()];
     let mut v = vec![0.0; names.len()];
     let mut history = Vec::with_capacity(opts.steps as usize + 1);
@@ -131,7 +139,7 @@ pub fn fit(
             let mh = m[k] / (1.0 - b1.powf(t));
             let vh = v[k] / (1.0 - b2.powf(t));
             if let Some(p) = params.get_mut(name) {
-                *p -= opts.lr * mh / (vh.sqrt() + eps);
+                *p -= opts.lr * scale[k] * mh / (vh.sqrt() + eps);
             }
         }
     }

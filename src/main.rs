@@ -241,7 +241,7 @@ enum Command {
         /// Descent steps.
         #[arg(long, default_value_t = 100)]
         steps: u32,
-        /// Learning rate (Adam's step size, in parameter units).
+        /// Learning rate: each step moves a parameter by about LR times its starting magnitude.
         #[arg(long, default_value_t = 0.01)]
         lr: f64,
         /// A parameter to fit (NODE.PARAM); repeatable. Default: every parameter with a

@@ -14,6 +14,7 @@ fn every_example_scene_runs() {
         ("delay_line", 0, "completed"),
         ("fanout_throttle", 0, "completed"),
         ("filter_chain", 0, "completed"),
+        ("fit_biquad", 0, "completed"),
         ("gate_sync", 0, "completed"),
         ("hamming", 0, "quiescent"),
         ("hello", 0, "completed"),
