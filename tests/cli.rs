@@ -117,7 +117,7 @@ fn unimplemented_features_are_refused_with_exit_4() {
             Node(name: "out", kernel: Probe, gate: Some("g"))],
           edges: [Edge(from: "src.out", to: "lp.in"), Edge(from: "lp.then", to: "out.in", policy: DropOldest)],
           gates: [Gate(name: "g", members: ["out"])],
-          task_window: Some((size: 4, mode: Abort)), loss: Some(Sum(probe: "out")))"#,
+          task_window: Some((size: 4, mode: Abort)))"#,
     )
     .unwrap();
     let (code, _, stderr) = cli(&[
@@ -128,7 +128,7 @@ fn unimplemented_features_are_refused_with_exit_4() {
     ]);
     assert_eq!(code, 4, "{stderr}");
     // Every refusal is listed, each naming its field.
-    for (code, path) in [("R304", "task_window.mode"), ("R310", "loss")] {
+    for (code, path) in [("R304", "task_window.mode")] {
         assert!(
             stderr.contains(&format!("refused[{code}]")) && stderr.contains(&format!("--> {path}")),
             "missing {code} at {path} in:\n{stderr}"
