@@ -635,9 +635,10 @@ fn loss_target_is_packaged_and_must_exist() {
             &PackageOptions::default(),
         )
         .unwrap_err();
+        // The plan checks the target first (E451, like `check`), before packaging would.
         assert_eq!(err.exit_code(), 2);
-        assert_eq!(err.diagnostics()[0].code, "E299", "{err}");
-        assert!(err.to_string().contains("loss.target"), "{err}");
+        assert_eq!(err.diagnostics()[0].code, "E451", "{err}");
+        assert!(err.to_string().contains("loss.Mse.target"), "{err}");
         assert!(!dir.join("pkg2").exists());
     }
 }
