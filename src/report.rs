@@ -286,6 +286,19 @@ impl Report {
             "discarded": discarded,
             "finished_at": finished,
             "probes": probes.streams.iter().map(|p| (p.name.clone(), json!(p.len()))).collect::<Map<_, _>>(),
+            // What feeds each probe (`node.tap`, `a.out+b.out` for a gather): a `.temp` tap is a
+            // temperature in kelvin (§14).
+            "probe_sources": probes.streams.iter().map(|p| {
+                let from: Vec<String> = plan.nodes.get(p.node).map(|n| n.inputs.iter()
+                    .flat_map(|t| t.channels.iter())
+                    .filter_map(|&c| plan.channels.get(c))
+                    .map(|c| {
+                        let node = plan.nodes.get(c.from_node).map_or("", |n| n.name.as_str());
+                        let tap = plan.nodes.get(c.from_node).and_then(|n| n.outputs.get(c.from_tap)).map_or("", |t| t.name.as_str());
+                        format!("{node}.{tap}")
+                    }).collect()).unwrap_or_default();
+                (p.name.clone(), json!(from.join("+")))
+            }).collect::<Map<_, _>>(),
             "thermal": world
                 .get_resource::<crate::thermal::ThermalNet>()
                 .filter(|t| !t.is_empty())
