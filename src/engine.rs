@@ -668,6 +668,8 @@ impl Engine {
         }
         self.steps += 1;
         self.last_processed = Some(now);
+        #[cfg(feature = "tracy")]
+        self.profile_step(now.tick);
         let (changed, mut pending, fired, failure) = {
             let mut st = self.world.resource_mut::<StepState>();
             (st.changed, st.pending, st.fired, st.failure.take())
@@ -705,6 +707,23 @@ impl Engine {
             return StepStatus::Running;
         }
         self.decide_termination(now)
+    }
+
+    /// Tracy: a frame mark per step, and plots of the arena's bytes and the temperatures.
+    #[cfg(feature = "tracy")]
+    fn profile_step(&self, tick: u64) {
+        crate::profile::frame_mark();
+        crate::profile::plot(
+            "arena bytes",
+            self.world.resource::<TokenArena>().bytes() as f64,
+        );
+        if let Some(t) = self.world.get_resource::<crate::thermal::ThermalNet>() {
+            for (i, n) in self.plan.nodes.iter().enumerate() {
+                if let Some(k) = t.temperature(i, tick) {
+                    crate::profile::plot(&format!("T {} (K)", n.name), k);
+                }
+            }
+        }
     }
 
     fn all_finished(&mut self) -> bool {

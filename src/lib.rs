@@ -36,6 +36,7 @@ pub mod kernels;
 pub mod loss;
 pub mod overflow;
 pub mod plan;
+pub mod profile;
 pub mod report;
 pub mod scene;
 pub mod schedule;

@@ -262,6 +262,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `--features tracy`: the profiler client lives for the whole process.
+    #[cfg(feature = "tracy")]
+    let _tracy = tracy_client::Client::start();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

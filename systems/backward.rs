@@ -30,6 +30,7 @@ pub fn backward(
     kernels: Query<(&NodeIx, &NodeKernel)>,
     mut commands: Commands,
 ) {
+    crate::profile::profile_span!("backward");
     let mut by_node: Vec<Option<&dyn Kernel>> = vec![None; plan.0.nodes.len()];
     for (ix, k) in &kernels {
         if let Some(slot) = by_node.get_mut(ix.0 as usize) {

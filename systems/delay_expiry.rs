@@ -68,6 +68,7 @@ pub fn delay_expiry(
     mut tape: Option<ResMut<Tape>>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring)>,
 ) {
+    crate::profile::profile_span!("delay_expiry");
     if staging.current != 0 {
         return; // later stages of the step: the barrier already ran in kernel_execute
     }

@@ -40,6 +40,7 @@ pub fn dispatch(
     thermal: Res<ThermalNet>,
     nodes: Query<(&NodeRuntime, &NodeWiring)>,
 ) {
+    crate::profile::profile_span!("dispatch");
     let now = clock.now;
     let step = &mut *step;
     step.enabled.clear();

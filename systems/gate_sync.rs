@@ -16,6 +16,7 @@ pub fn gate_sync(
     mut stats: ResMut<Stats>,
     nodes: Query<&NodeRuntime>,
 ) {
+    crate::profile::profile_span!("gate_sync");
     let now = clock.now;
     let step = &mut *step;
     step.gates_open.clear();

@@ -49,6 +49,7 @@ pub fn kernel_execute(
     mut tape: Option<ResMut<Tape>>,
     mut nodes: NodeQuery,
 ) {
+    crate::profile::profile_span!("kernel_execute");
     // Reads at this tick see every slot write made before it (§11).
     slots.table.advance_to(clock.now.tick);
     let mut cx = Cx {
@@ -592,6 +593,7 @@ fn run_cohort(
     work: usize,
 ) -> bool {
     use rayon::prelude::*;
+    crate::profile::profile_span!(batch.first().map_or("cohort", |m| m.kernel.kind()));
     let threads = rayon::current_num_threads();
     if batch.len() >= 2 && threads > 1 && work >= PARALLEL_MIN_ELEMENTS {
         let chunk = batch.len().div_ceil(threads);

@@ -25,6 +25,7 @@ pub fn readiness(
     mut stats: ResMut<Stats>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &NodeKernel)>,
 ) {
+    crate::profile::profile_span!("readiness");
     let now = clock.now;
     let contended = dispatcher.is_some();
     let step = &mut *step;

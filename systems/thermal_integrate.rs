@@ -8,5 +8,6 @@ use crate::thermal::ThermalNet;
 use bevy_ecs::prelude::*;
 
 pub fn thermal_integrate(mut thermal: ResMut<ThermalNet>) {
+    crate::profile::profile_span!("thermal_integrate");
     thermal.integrate();
 }
