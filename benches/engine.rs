@@ -11,6 +11,13 @@
 //! in untimed setup) plus `run()`. Reading the report is not timed. After criterion, both are
 //! measured again, interleaved, and the simulated cycles per wall-clock second (goal ≥ 100 M) and
 //! the CycleSim/Reference wall-time ratio (the model's overhead) are printed.
+//!
+//! `backward` (SPEC §17): a 64-node audio chain ([`dsp_chain`]: a stereo sine in 64-frame blocks
+//! through Biquad → OnePole → Gain sections, repeated, into a probe with `loss: Sum`). Timed:
+//! the forward run without a tape, the forward run recording the tape (`gradients: true`), and
+//! the backward pass alone (`Engine::gradients()` on an engine whose taped run is untimed
+//! setup). Engine construction is untimed in all three. After criterion, the three are measured
+//! again, interleaved, and `backward/forward` (goal ≤ 3×) and the tape overhead are printed.
 
 use criterion::{BatchSize, Criterion, criterion_group};
 use std::hint::black_box;
@@ -37,6 +44,69 @@ fn chain(n: usize, tokens: u64) -> String {
         nodes.join(","),
         edges.join(",")
     )
+}
+
+/// `n` differentiable audio nodes in a chain, cycling Biquad (low-pass, cutoff varying by node)
+/// → OnePole → Gain, between a stereo 440 Hz sine firing `blocks` 64-frame blocks and a probe;
+/// the loss is the sum of the probe's samples.
+fn dsp_chain(n: usize, blocks: u64) -> String {
+    let mut nodes = vec![format!(
+        r#"Node(name: "src", kernel: Sine(freq_hz: 440.0, amp: 0.5, phase: 0.0), period: 64, count: {blocks})"#
+    )];
+    let mut edges = Vec::new();
+    let mut prev = "src".to_string();
+    for i in 0..n {
+        let kernel = match i % 3 {
+            0 => format!(
+                "Biquad(mode: Lowpass, cutoff_hz: {:.1}, q: 0.707, gain_db: 0.0)",
+                2000.0 + 100.0 * i as f64
+            ),
+            1 => "OnePole(coeff: 0.9)".to_string(),
+            _ => "Gain(gain: 1.01)".to_string(),
+        };
+        nodes.push(format!(r#"Node(name: "n{i}", kernel: {kernel})"#));
+        edges.push(format!(r#"Edge(from: "{prev}.out", to: "n{i}.in")"#));
+        prev = format!("n{i}");
+    }
+    nodes.push(r#"Node(name: "out", kernel: Probe)"#.into());
+    edges.push(format!(r#"Edge(from: "{prev}.out", to: "out.in")"#));
+    format!(
+        "Scene(version: 1, name: \"dsp_chain\", tick_hz: 48000.0, defaults: (shape: (batch: 1, channels: 2, frames: 64)), nodes: [{}], edges: [{}], loss: Some(Sum(probe: \"out\")))",
+        nodes.join(","),
+        edges.join(",")
+    )
+}
+
+/// Nodes and blocks of the `backward` workload.
+const BACKWARD_NODES: usize = 64;
+const BACKWARD_BLOCKS: u64 = 32;
+
+fn backward_scene() -> Scene {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Scene::parse(
+        &dsp_chain(BACKWARD_NODES, BACKWARD_BLOCKS),
+        "dsp_chain",
+        root,
+    )
+    .expect("scene")
+}
+
+fn backward_engine(scene: &Scene, gradients: bool) -> Engine {
+    Engine::from_scene(
+        scene,
+        RunOptions {
+            gradients,
+            ..RunOptions::default()
+        },
+    )
+    .expect("plan")
+}
+
+/// A taped engine whose run has ended (the backward pass's input).
+fn taped_run(scene: &Scene) -> Engine {
+    let mut e = backward_engine(scene, true);
+    assert_eq!(e.run(), tapwheel::Outcome::Completed);
+    e
 }
 
 /// `lanes` stereo Biquad → Gain → Probe lanes on 64-frame blocks, fed by one oscillator that
@@ -114,6 +184,99 @@ fn bench(c: &mut Criterion) {
             black_box(e.run())
         })
     });
+}
+
+fn bench_backward(c: &mut Criterion) {
+    let scene = backward_scene();
+    let mut group = c.benchmark_group("backward");
+    for (label, gradients) in [("forward", false), ("forward_taped", true)] {
+        group.bench_function(label, |b| {
+            b.iter_batched(
+                || backward_engine(&scene, gradients),
+                |mut e| {
+                    black_box(e.run());
+                    e
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.bench_function("backward_only", |b| {
+        b.iter_batched(
+            || taped_run(&scene),
+            |mut e| {
+                black_box(e.gradients().expect("gradients"));
+                e
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+/// Interleaved timing of the `backward` workload: per round, a forward run without a tape, a
+/// taped forward run, and the backward pass of that taped run (engine construction untimed).
+/// Prints the medians and `backward/forward`, `taped/forward` of the medians, and the median of
+/// the per-round ratios.
+fn backward_ratio() {
+    const RUNS: usize = 41;
+    let scene = backward_scene();
+    // [forward, taped forward, backward]
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut tape = (0, 0);
+    for round in 0..RUNS + 2 {
+        let mut e = backward_engine(&scene, false);
+        let t = std::time::Instant::now();
+        black_box(e.run());
+        let fwd = t.elapsed().as_secs_f64();
+        drop(e);
+        let mut e = backward_engine(&scene, true);
+        let t = std::time::Instant::now();
+        black_box(e.run());
+        let taped = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let g = black_box(e.gradients().expect("gradients"));
+        let bwd = t.elapsed().as_secs_f64();
+        if round == 0 {
+            let t = e.world().resource::<tapwheel::tape::Tape>();
+            tape = (t.len(), t.bytes());
+            assert!(g.grads.values().all(|v| v.is_finite()));
+        }
+        // Two warm-up rounds.
+        if round >= 2 {
+            for (v, x) in times.iter_mut().zip([fwd, taped, bwd]) {
+                v.push(x);
+            }
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let per_round = |k: usize| {
+        let r: Vec<f64> = times[k].iter().zip(&times[0]).map(|(x, f)| x / f).collect();
+        median(&r)
+    };
+    let [f, t, b] = [0, 1, 2].map(|k| median(&times[k]));
+    println!(
+        "backward ({BACKWARD_NODES}-node Biquad/OnePole/Gain chain, stereo 64-frame blocks × {BACKWARD_BLOCKS}, loss Sum; tape {} firings, {:.1} MiB), median of {RUNS} interleaved rounds:",
+        tape.0,
+        tape.1 as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "  forward {:.3} ms, forward with tape {:.3} ms, backward {:.3} ms",
+        f * 1e3,
+        t * 1e3,
+        b * 1e3
+    );
+    println!(
+        "  backward/forward ×{:.2} (goal <= 3; median of per-round ratios ×{:.2}); tape overhead taped/forward ×{:.2} (per-round ×{:.2})",
+        b / f,
+        per_round(2),
+        t / f,
+        per_round(1)
+    );
 }
 
 /// The batched-GEMM scene planned for CycleSim (`builtin:a2a3`) and for Reference, in that order.
@@ -232,7 +395,7 @@ fn wide_ratio() {
     }
 }
 
-criterion_group!(benches, bench, bench_cyclesim);
+criterion_group!(benches, bench, bench_cyclesim, bench_backward);
 
 /// The positional filter criterion was given (`cargo bench --bench engine -- FILTER`), if any.
 fn filter() -> Option<String> {
@@ -280,5 +443,8 @@ fn main() {
     }
     if wanted(&["cyclesim", "batched_gemm"]) {
         cyclesim_rate();
+    }
+    if wanted(&["backward", "forward_taped"]) {
+        backward_ratio();
     }
 }

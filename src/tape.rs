@@ -346,6 +346,80 @@ pub struct RawGradients {
     pub initial: Vec<Vec<f64>>,
 }
 
+/// The output gradients of the firings whose outputs have received a gradient but which the
+/// walk has not reached yet: one buffer set per such entry (per kernel output tap, one value per
+/// produced element), taken from a free list and returned once the entry is walked. Only these
+/// live entries hold memory — in a chain, a handful — instead of an `f64` per recorded value.
+struct OutGrads {
+    /// Per tape entry: its buffer set in `bufs`, or `NONE` (all its output gradients are zero).
+    slot: Vec<u32>,
+    bufs: Vec<Vec<Vec<f64>>>,
+    free: Vec<u32>,
+}
+
+impl OutGrads {
+    const NONE: u32 = u32::MAX;
+
+    fn new(entries: usize) -> OutGrads {
+        OutGrads {
+            slot: vec![Self::NONE; entries],
+            bufs: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// The zero-initialised buffers of `entry` (allocated on first use).
+    fn get(&mut self, tape: &Tape, entry: usize) -> Option<&mut Vec<Vec<f64>>> {
+        let slot = *self.slot.get(entry)?;
+        if slot != Self::NONE {
+            return self.bufs.get_mut(slot as usize);
+        }
+        let slot = match self.free.pop() {
+            Some(k) => k,
+            None => {
+                self.bufs.push(Vec::new());
+                (self.bufs.len() - 1) as u32
+            }
+        };
+        self.slot[entry] = slot;
+        let b = &mut self.bufs[slot as usize];
+        zeroed(tape, entry, b);
+        Some(b)
+    }
+
+    /// Moves `entry`'s output gradients into `into` (zeros if it received none) and returns
+    /// whether it received any. The buffers `into` held go back to the free list.
+    fn take(&mut self, tape: &Tape, entry: usize, into: &mut Vec<Vec<f64>>) -> bool {
+        let slot = self.slot.get(entry).copied().unwrap_or(Self::NONE);
+        if slot == Self::NONE {
+            zeroed(tape, entry, into);
+            return false;
+        }
+        self.slot[entry] = Self::NONE;
+        std::mem::swap(into, &mut self.bufs[slot as usize]);
+        self.free.push(slot);
+        true
+    }
+}
+
+/// Sets `b` to zeros shaped like `entry`'s kernel outputs (reusing its allocations).
+fn zeroed(tape: &Tape, entry: usize, b: &mut Vec<Vec<f64>>) {
+    let Some((e, shape)) = tape
+        .entries
+        .get(entry)
+        .and_then(|e| Some((e, tape.nodes.get(e.node as usize)?)))
+    else {
+        b.clear();
+        return;
+    };
+    b.resize_with(shape.kernel_outputs, Vec::new);
+    for (q, g) in b.iter_mut().enumerate() {
+        let (_, l) = tape.spans[e.spans as usize + shape.inputs.len() + q];
+        g.clear();
+        g.resize(l, 0.0);
+    }
+}
+
 /// Walks `tape` in reverse (the `backward` schedule's work): `kernels` by node index,
 /// `loss_grad[p]` = dL/d(value) for every recorded value of probe stream `p`.
 pub fn walk(
@@ -355,7 +429,7 @@ pub fn walk(
     loss_grad: &[Vec<f64>],
     probe_token_len: &[usize],
 ) -> Result<RawGradients> {
-    let mut grad_out = vec![0.0f64; tape.values.len()];
+    let mut grad_out = OutGrads::new(tape.entries.len());
     let mut initial: Vec<Vec<f64>> = plan
         .channels
         .iter()
@@ -369,7 +443,9 @@ pub fn walk(
     let mut grad_inputs: Vec<Vec<f64>> = Vec::new();
     let mut grad_outputs: Vec<Vec<f64>> = Vec::new();
     let mut part_grads: Vec<Vec<f64>> = Vec::new();
-    for e in tape.entries.iter().rev() {
+    let mut ins: Vec<InputBlock<'_>> = Vec::new();
+    let mut outs: Vec<InputBlock<'_>> = Vec::new();
+    for (ei, e) in tape.entries.iter().enumerate().rev() {
         let n = e.node as usize;
         let Some(shape) = tape.nodes.get(n) else {
             continue;
@@ -377,6 +453,8 @@ pub fn walk(
         let n_in = shape.inputs.len();
         let n_out = shape.kernel_outputs;
         let span = |k: usize| tape.spans[e.spans as usize + k];
+        // The entry's output gradients are complete: take them (and free its buffers) now.
+        let received = grad_out.take(tape, ei, &mut grad_outputs);
         grad_inputs.resize_with(n_in, Vec::new);
         for (j, g) in grad_inputs.iter_mut().enumerate() {
             g.clear();
@@ -399,36 +477,30 @@ pub fn walk(
             let Some(kernel) = kernels.get(n) else {
                 continue;
             };
-            grad_outputs.resize_with(n_out, Vec::new);
             let mut any = state[n].iter().any(|&g| g != 0.0);
-            for (q, g) in grad_outputs.iter_mut().enumerate() {
-                let (s, l) = span(n_in + q);
-                g.clear();
-                g.extend_from_slice(&grad_out[s..s + l]);
-                any |= g.iter().any(|&x| x != 0.0);
+            if received {
+                any |= grad_outputs.iter().flatten().any(|&x| x != 0.0);
             }
             if !any {
                 // The adjoint is linear in the incoming gradients: all zero gives all zero.
                 continue;
             }
-            let ins: Vec<InputBlock<'_>> = (0..n_in)
-                .map(|j| {
-                    let (s, l) = span(j);
-                    InputBlock {
-                        values: &tape.values[s..s + l],
-                        token_len: shape.inputs[j],
-                    }
-                })
-                .collect();
-            let outs: Vec<InputBlock<'_>> = (0..n_out)
-                .map(|q| {
-                    let (s, l) = span(n_in + q);
-                    InputBlock {
-                        values: &tape.values[s..s + l],
-                        token_len: shape.outputs[q],
-                    }
-                })
-                .collect();
+            ins.clear();
+            ins.extend((0..n_in).map(|j| {
+                let (s, l) = span(j);
+                InputBlock {
+                    values: &tape.values[s..s + l],
+                    token_len: shape.inputs[j],
+                }
+            }));
+            outs.clear();
+            outs.extend((0..n_out).map(|q| {
+                let (s, l) = span(n_in + q);
+                InputBlock {
+                    values: &tape.values[s..s + l],
+                    token_len: shape.outputs[q],
+                }
+            }));
             let (ss, sl) = span(n_in + n_out);
             let mut io = BackwardIo {
                 firing: e.firing,
@@ -484,7 +556,14 @@ pub fn walk(
 }
 
 /// Adds `g` (one token's gradient) to the producer of `(ch, seq)`.
-fn send(tape: &Tape, grad_out: &mut [f64], initial: &mut [Vec<f64>], ch: u32, seq: u64, g: &[f64]) {
+fn send(
+    tape: &Tape,
+    grad_out: &mut OutGrads,
+    initial: &mut [Vec<f64>],
+    ch: u32,
+    seq: u64,
+    g: &[f64],
+) {
     let ch = ch as usize;
     let Some(p) = tape
         .producers
@@ -520,8 +599,13 @@ fn send(tape: &Tape, grad_out: &mut [f64], initial: &mut [Vec<f64>], ch: u32, se
                 return;
             };
             let tl = shape.outputs.get(port as usize).copied().unwrap_or(0);
-            let (s, _) = tape.spans[e.spans as usize + shape.inputs.len() + port as usize];
-            let token = &mut grad_out[s + token as usize * tl..s + (token as usize + 1) * tl];
+            let Some(buf) = grad_out
+                .get(tape, entry as usize)
+                .and_then(|b| b.get_mut(port as usize))
+            else {
+                return;
+            };
+            let token = &mut buf[token as usize * tl..(token as usize + 1) * tl];
             match tape
                 .splits
                 .get(n)
