@@ -38,7 +38,9 @@ fn traced(name: &str, scene: &str, extra: &[&str]) -> (PathBuf, Value, String, V
 }
 
 fn events(t: &Value) -> &Vec<Value> {
-    t["traceEvents"].as_array().expect("traceEvents is an array")
+    t["traceEvents"]
+        .as_array()
+        .expect("traceEvents is an array")
 }
 
 /// `(ts, dur)` of the firing X events of `node`, in order.
@@ -220,14 +222,17 @@ fn hello_trace_has_one_firing_event_per_firing_at_exact_microseconds() {
     assert_eq!(bias["args"]["complete_tick"], 11);
     assert!(bias["args"].get("domain").is_none());
     // Metadata: the process and one named track per node (Reference, no dispatch).
-    assert!(
-        events(&t)
-            .iter()
-            .any(|e| e["ph"] == "M" && e["name"] == "process_name"
-                && e["args"]["name"] == "tapwheel hello")
-    );
+    assert!(events(&t).iter().any(|e| e["ph"] == "M"
+        && e["name"] == "process_name"
+        && e["args"]["name"] == "tapwheel hello"));
     let names = tracks(&t);
-    for n in ["node src", "node gain", "node bias", "node out", "bias stalls"] {
+    for n in [
+        "node src",
+        "node gain",
+        "node bias",
+        "node out",
+        "bias stalls",
+    ] {
         assert!(names.values().any(|v| v == n), "no track {n}: {names:?}");
     }
     let bias_tid = events(&t)
@@ -268,11 +273,19 @@ fn back_pressure_firings_stalls_and_occupancy_counters_are_exact() {
     let s = 1e6;
     assert_eq!(
         firings(&t, "src"),
-        vec![(0.0, 0.0), (s, 0.0), (3.0 * s, 0.0), (6.0 * s, 0.0), (9.0 * s, 0.0)]
+        vec![
+            (0.0, 0.0),
+            (s, 0.0),
+            (3.0 * s, 0.0),
+            (6.0 * s, 0.0),
+            (9.0 * s, 0.0)
+        ]
     );
     assert_eq!(
         firings(&t, "slow"),
-        (0..5).map(|k| (3.0 * k as f64 * s, 3.0 * s)).collect::<Vec<_>>()
+        (0..5)
+            .map(|k| (3.0 * k as f64 * s, 3.0 * s))
+            .collect::<Vec<_>>()
     );
     let full: Vec<(f64, f64)> = events(&t)
         .iter()
@@ -284,7 +297,10 @@ fn back_pressure_firings_stalls_and_occupancy_counters_are_exact() {
         })
         .collect();
     // Due at 2 but the channel is full until slow takes the token at 3; due at 4 → 6; 7 → 9.
-    assert_eq!(full, vec![(2.0 * s, s), (4.0 * s, 2.0 * s), (7.0 * s, 2.0 * s)]);
+    assert_eq!(
+        full,
+        vec![(2.0 * s, s), (4.0 * s, 2.0 * s), (7.0 * s, 2.0 * s)]
+    );
     // Occupancy = tokens + reservations, sampled at the end of every step that changed it:
     // src writes at (0,0), slow takes it at (0,1) and reserves its output slot for 3 ticks;
     // at (3,0) slow's output lands and its next firing reserves again (2), the probe takes one
@@ -343,8 +359,17 @@ fn back_pressure_firings_stalls_and_occupancy_counters_are_exact() {
 fn hello_vcd_has_header_variables_and_value_changes_at_the_right_times() {
     let (_, _, text, _) = traced("vcd_hello", "scenes/hello.ron", &[]);
     let vcd = parse_vcd(&text);
-    for key in ["$date", "$version", "$timescale 1 ms $end", "$scope module tapwheel $end"] {
-        assert!(vcd.header.contains(key), "header lacks {key}:\n{}", vcd.header);
+    for key in [
+        "$date",
+        "$version",
+        "$timescale 1 ms $end",
+        "$scope module tapwheel $end",
+    ] {
+        assert!(
+            vcd.header.contains(key),
+            "header lacks {key}:\n{}",
+            vcd.header
+        );
     }
     // One real per probe, one 32-bit integer per channel.
     let kinds: Vec<(&str, &str, &str)> = vcd
@@ -385,7 +410,10 @@ fn hello_vcd_has_header_variables_and_value_changes_at_the_right_times() {
             (15, "b0")
         ]
     );
-    assert_eq!(vcd.of("tapwheel.channels.src_out_to_gain_in"), vec![(0, "b0")]);
+    assert_eq!(
+        vcd.of("tapwheel.channels.src_out_to_gain_in"),
+        vec![(0, "b0")]
+    );
 }
 
 #[test]
@@ -426,7 +454,10 @@ fn thermal_throttle_temperatures_in_trace_and_vcd() {
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
     assert!(close(second, temps[1]) && second > 318.82 && second < 318.83);
     let last: f64 = core.last().unwrap().1[1..].parse().unwrap();
-    assert!(close(last, r["thermal"]["nodes"]["core"]["final"].as_f64().unwrap()));
+    assert!(close(
+        last,
+        r["thermal"]["nodes"]["core"]["final"].as_f64().unwrap()
+    ));
     // The probes are waveforms too: core_temp's first value 318 at its first token (tick 7).
     assert_eq!(vcd.of("tapwheel.probes.core_temp")[0], (7, "r318"));
 }
@@ -613,7 +644,12 @@ fn recording_leaves_every_result_identical() {
     }
     // The same through the command line.
     let dir = out_dir("trace_digest_plain");
-    let (code, ..) = cli(&["run", "scenes/csp_pipeline.ron", "--out", dir.to_str().unwrap()]);
+    let (code, ..) = cli(&[
+        "run",
+        "scenes/csp_pipeline.ron",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0);
     let (run, ..) = traced("trace_digest", "scenes/csp_pipeline.ron", &[]);
     let a = read_json(&dir.join("report.json"));
@@ -667,7 +703,12 @@ fn the_event_cap_truncates_with_a_warning() {
 #[test]
 fn trace_arguments_are_checked_before_the_run() {
     let bad = |args: &[&str], arg: &str| {
-        let mut all = vec!["run", "scenes/hello.ron", "--out", "target/test-out/trace_bad"];
+        let mut all = vec![
+            "run",
+            "scenes/hello.ron",
+            "--out",
+            "target/test-out/trace_bad",
+        ];
         all.extend_from_slice(args);
         let (code, stdout, stderr) = cli(&all);
         assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
@@ -712,6 +753,9 @@ fn a_trace_path_below_a_file_is_refused_before_the_run() {
         target.to_str().unwrap(),
     ]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("error[E106]") && stderr.contains("--> --trace"), "{stderr}");
+    assert!(
+        stderr.contains("error[E106]") && stderr.contains("--> --trace"),
+        "{stderr}"
+    );
     assert!(!dir.join("run/report.json").exists());
 }
