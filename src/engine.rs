@@ -69,6 +69,10 @@ pub struct RunOptions {
     /// Records the gradient tape during the run, for [`Engine::gradients`] (§17). Off, the
     /// engine holds no tape and records nothing.
     pub gradients: bool,
+    /// Records the run (firings, stalls, channel occupancy, temperatures) for
+    /// [`Engine::trace`]: Chrome trace JSON, VCD, occupancy CSV (`--trace`, `--vcd`). Off
+    /// (`None`), the engine holds no log and records nothing.
+    pub record: Option<crate::trace::RecordOptions>,
 }
 
 impl Default for RunOptions {
@@ -84,6 +88,7 @@ impl Default for RunOptions {
             symbols: Default::default(),
             params: Default::default(),
             gradients: false,
+            record: None,
         }
     }
 }
@@ -428,6 +433,14 @@ impl Engine {
         world.insert_resource(build_thermal(&plan)?);
         if opts.gradients {
             world.insert_resource(crate::tape::Tape::new(&plan, &state_lens));
+        }
+        if let Some(rec) = opts.record {
+            let log = crate::trace::RunLog::new(
+                plan.nodes.len(),
+                crate::trace::occupancy_of(world.resource::<TokenArena>()),
+                rec,
+            );
+            world.insert_resource(log);
         }
         match dispatch_cfg {
             Some(cfg) => {
@@ -967,6 +980,84 @@ impl Engine {
         })
     }
 
+    /// The recorded run, ready to export as Chrome trace JSON, VCD or an occupancy CSV
+    /// ([`crate::trace`]); valid at any time, complete once the run has ended. E460 for an
+    /// engine built without `RunOptions::record`.
+    ///
+    /// ```
+    /// use tapwheel::{Engine, RunOptions, Scene};
+    /// let scene = Scene::parse(r#"Scene(version: 1, name: "t", tick_hz: 1000.0,
+    ///     nodes: [Node(name: "a", kernel: Const(value: 2.0), period: Some(5), count: Some(2), latency: 1),
+    ///             Node(name: "p", kernel: Probe)],
+    ///     edges: [Edge(from: "a.out", to: "p.in")])"#, "t.ron", ".".into()).unwrap();
+    /// let opts = RunOptions { record: Some(Default::default()), ..Default::default() };
+    /// let mut e = Engine::from_scene(&scene, opts).unwrap();
+    /// e.run();
+    /// let t = e.trace().unwrap();
+    /// let a: Vec<_> = t.log.firings.iter().filter(|f| f.node == 0).map(|f| (f.issue, f.complete)).collect();
+    /// assert_eq!(a, vec![(0, 1), (5, 6)]);
+    /// let mut vcd = Vec::new();
+    /// t.write_vcd(&mut vcd).unwrap();
+    /// let vcd = String::from_utf8(vcd).unwrap();
+    /// // The probe sees 2 at tick 1 (and again at 6: no change, so nothing in the dump).
+    /// assert!(vcd.contains("$timescale 1 ms $end") && vcd.contains("#1\nr2 !"));
+    /// ```
+    pub fn trace(&self) -> Result<crate::trace::TraceView<'_>> {
+        let Some(log) = self.world.get_resource::<crate::trace::RunLog>() else {
+            return Err(Error::invalid(Diagnostic::nowhere(
+                "E460",
+                "this run recorded nothing to trace: build the engine with `RunOptions { record: Some(RecordOptions::default()), .. }` (the CLI's --trace / --vcd)",
+            )));
+        };
+        let end_tick = match self.outcome {
+            Some(o) => self.end_tick_for(o),
+            None => self.last_processed.map_or(0, |i| i.tick),
+        };
+        let probes = &self.world.resource::<Probes>().streams;
+        let (output_digest, _) = crate::report::digests(probes);
+        let device = self.world.resource::<ActiveDevice>();
+        let mut core_labels = std::collections::BTreeMap::new();
+        for f in &log.firings {
+            if let Some(c) = f.core {
+                core_labels.entry(c.core).or_insert_with(|| {
+                    device
+                        .0
+                        .core_label(c.core)
+                        .unwrap_or_else(|| format!("core {}", c.core))
+                });
+            }
+        }
+        let net = self.world.get_resource::<crate::thermal::ThermalNet>();
+        let thermal = self
+            .plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                n.thermal.map(|spec| crate::trace::ThermalTrack {
+                    node: i as u32,
+                    ambient: spec.ambient,
+                    final_kelvin: net.and_then(|t| t.temperature(i, end_tick)),
+                })
+            })
+            .collect();
+        let meta = crate::trace::TraceMeta {
+            scene: self.plan.name.clone(),
+            tick_hz: self.plan.tick_hz,
+            device: device.name().to_string(),
+            outcome: self.outcome.map(|o| o.as_str().to_string()),
+            end_tick,
+            plan_digest: self.plan.digest.clone(),
+            output_digest,
+            nodes: self.plan.nodes.iter().map(|n| n.name.clone()).collect(),
+            channels: self.plan.channels.iter().map(|c| c.name.clone()).collect(),
+            gates: self.plan.gates.iter().map(|g| g.name.clone()).collect(),
+            core_labels,
+            thermal,
+        };
+        Ok(crate::trace::TraceView { log, meta, probes })
+    }
+
     /// The run report (§19). Valid at any time; final once the run has ended.
     pub fn report(&self) -> Report {
         let outcome = self.outcome;
@@ -1010,6 +1101,18 @@ impl Engine {
                     Err(e) => serde_json::json!({"error": e.to_string()}),
                 },
             );
+            // With recording: how much the run log holds, and whether its cap truncated it.
+            if let Some(log) = self.world.get_resource::<crate::trace::RunLog>() {
+                obj.insert(
+                    "trace".into(),
+                    serde_json::json!({
+                        "events": log.events(),
+                        "max_events": log.max_events(),
+                        "truncated_at": log.truncated_at(),
+                        "dropped": log.dropped(),
+                    }),
+                );
+            }
         }
         report
     }

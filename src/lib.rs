@@ -45,6 +45,7 @@ pub mod slots;
 pub mod tape;
 pub mod thermal;
 pub mod time;
+pub mod trace;
 
 #[path = "../systems/mod.rs"]
 pub mod systems;

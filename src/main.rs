@@ -171,10 +171,18 @@ enum Command {
         /// Worker threads for the engine's pool (results never depend on it).
         #[arg(long)]
         threads: Option<usize>,
-        #[arg(long)]
+        /// Write a Chrome trace event JSON of the run (open it in ui.perfetto.dev); also
+        /// writes DIR/occupancy.csv.
+        #[arg(long, value_name = "FILE.json")]
         trace: Option<PathBuf>,
-        #[arg(long)]
+        /// Write a VCD waveform of probes, channel occupancy and temperatures (GTKWave,
+        /// Surfer); also writes DIR/occupancy.csv.
+        #[arg(long, value_name = "FILE.vcd")]
         vcd: Option<PathBuf>,
+        /// The most records (firings, stalls, occupancy changes) the trace keeps; the run log
+        /// is truncated there (warning W340).
+        #[arg(long, default_value_t = tapwheel::trace::DEFAULT_MAX_EVENTS)]
+        trace_max_events: usize,
         #[arg(long)]
         snapshot: Option<PathBuf>,
         /// Byte limit of the token arena.
@@ -321,18 +329,14 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             threads,
             trace,
             vcd,
+            trace_max_events,
             snapshot,
             max_arena_bytes,
             format,
             tables,
         } => {
+            check_trace_args(trace.as_deref(), vcd.as_deref(), trace_max_events)?;
             let mut refused = Vec::new();
-            if trace.is_some() {
-                refused.push(arg_refusal("--trace", "R340", "Chrome/Perfetto traces"));
-            }
-            if vcd.is_some() {
-                refused.push(arg_refusal("--vcd", "R340", "VCD waveforms"));
-            }
             if snapshot.is_some() {
                 refused.push(arg_refusal("--snapshot", "R341", "snapshots"));
             }
@@ -366,6 +370,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 symbols,
                 params: tables.params()?,
                 gradients: false,
+                record: (trace.is_some() || vcd.is_some()).then_some(
+                    tapwheel::trace::RecordOptions {
+                        max_events: trace_max_events,
+                    },
+                ),
             };
             let mut engine = Engine::from_scene(&loaded, opts)?;
             print_warnings(&engine.plan().warnings);
@@ -377,11 +386,15 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             let dir =
                 out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));
             write_outputs(&dir, &engine, &report)?;
+            let traced = write_traces(&dir, &engine, trace.as_deref(), vcd.as_deref())?;
             match format {
                 Format::Json => outln!("{}", report.to_json_pretty()),
                 Format::Text => {
                     out!("{}", report.to_text());
                     outln!("  wrote {}", dir.join("report.json").display());
+                    for path in &traced {
+                        outln!("  wrote {}", path.display());
+                    }
                 }
             }
             if let Some(e) = &report.error {
@@ -685,6 +698,104 @@ fn safe_dir_name(name: &str) -> String {
         })
         .collect();
     if s.is_empty() { "scene".into() } else { s }
+}
+
+/// `--trace` / `--vcd` paths (relative to the working directory) are checked before the run:
+/// not a directory, in a folder that exists, not the same file twice; `--trace-max-events` is
+/// positive. Each problem is an E106 at its argument.
+fn check_trace_args(
+    trace: Option<&Path>,
+    vcd: Option<&Path>,
+    max_events: usize,
+) -> Result<(), Error> {
+    let mut errors = Vec::new();
+    let bad = |arg: &str, message: String| Diagnostic {
+        code: "E106",
+        message,
+        location: Location::Argument(arg.into()),
+    };
+    for (arg, path) in [("--trace", trace), ("--vcd", vcd)] {
+        let Some(path) = path else { continue };
+        if path.as_os_str().is_empty() || path.is_dir() {
+            errors.push(bad(
+                arg,
+                format!("`{}` is a directory; give a file name", path.display()),
+            ));
+            continue;
+        }
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(folder) = folder
+            && !folder.is_dir()
+        {
+            errors.push(bad(
+                arg,
+                format!(
+                    "cannot write `{}`: the folder `{}` does not exist",
+                    path.display(),
+                    folder.display()
+                ),
+            ));
+        }
+    }
+    if let (Some(t), Some(v)) = (trace, vcd)
+        && t == v
+    {
+        errors.push(bad(
+            "--vcd",
+            format!("`{}` is also the --trace file; give two files", v.display()),
+        ));
+    }
+    if max_events == 0 {
+        errors.push(bad(
+            "--trace-max-events",
+            "the trace needs room for at least 1 event".into(),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(errors))
+    }
+}
+
+/// Writes the recorded run: the Chrome trace, the VCD and `DIR/occupancy.csv`. An I/O failure
+/// is exit 1, naming the file and its argument. Returns the files written.
+fn write_traces(
+    dir: &Path,
+    engine: &Engine,
+    trace: Option<&Path>,
+    vcd: Option<&Path>,
+) -> Result<Vec<PathBuf>, Error> {
+    use std::io::Write as _;
+    if trace.is_none() && vcd.is_none() {
+        return Ok(Vec::new());
+    }
+    let view = engine.trace()?;
+    if let Some(w) = view.warning() {
+        eprintln!("{w}");
+    }
+    type Writer<'a> = &'a dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>;
+    let write = |path: &Path, arg: &str, f: Writer<'_>| -> Result<(), Error> {
+        let fail =
+            |e: std::io::Error| Error::Internal(format!("writing {} ({arg}): {e}", path.display()));
+        let file = std::fs::File::create(path).map_err(fail)?;
+        let mut w = std::io::BufWriter::new(file);
+        f(&mut w).map_err(fail)?;
+        w.flush().map_err(fail)
+    };
+    let mut written = Vec::new();
+    let csv = dir.join("occupancy.csv");
+    write(&csv, "--out", &|w| view.write_occupancy_csv(w))?;
+    written.push(csv);
+    if let Some(path) = trace {
+        write(path, "--trace", &|w| view.write_chrome_trace(w))?;
+        written.push(path.to_path_buf());
+    }
+    if let Some(path) = vcd {
+        write(path, "--vcd", &|w| view.write_vcd(w))?;
+        written.push(path.to_path_buf());
+    }
+    Ok(written)
 }
 
 fn write_outputs(dir: &Path, engine: &Engine, report: &tapwheel::Report) -> Result<(), Error> {

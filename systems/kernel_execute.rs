@@ -17,6 +17,9 @@
 //! Every step ends (under an IPLS: at the barrier of its last stage) by settling the channels
 //! with overflow policies or watermarks: Drop channels pay for the arrivals that found no room,
 //! watermarks are judged — Telemetry sheds, excursions start and end (`crate::overflow`).
+//!
+//! With a run log (`--trace`, `--vcd`), every booked firing is recorded, and the step's end
+//! records stall transitions and occupancy changes (`crate::trace`); without one nothing is.
 
 use crate::arena::TokenArena;
 use crate::dispatch::Dispatcher;
@@ -26,6 +29,7 @@ use crate::slots::{SlotIo, SlotTable, SlotWrite};
 use crate::tape::Tape;
 use crate::thermal::ThermalNet;
 use crate::time::Instant;
+use crate::trace::{FiringRecord, RunLog};
 use bevy_ecs::prelude::*;
 
 /// Below this many elements moved by a cohort call, rayon's fork/join costs more than it saves.
@@ -47,6 +51,7 @@ pub fn kernel_execute(
     mut slots: ResMut<Slots>,
     mut thermal: ResMut<ThermalNet>,
     mut tape: Option<ResMut<Tape>>,
+    mut run_log: Option<ResMut<RunLog>>,
     mut nodes: NodeQuery,
 ) {
     crate::profile::profile_span!("kernel_execute");
@@ -65,6 +70,8 @@ pub fn kernel_execute(
         dispatcher: dispatcher.as_deref_mut(),
         thermal: &mut thermal,
         tape: tape.as_deref_mut(),
+        log: run_log.as_deref_mut(),
+        fire_temp: None,
         probe_at: None,
     };
     if !staging.ipls() {
@@ -74,12 +81,19 @@ pub fn kernel_execute(
         if cx.arena.settle() {
             cx.step.changed = true;
         }
-        return;
+    } else {
+        for group in &staging.stage().groups {
+            fire_group(&mut cx, &registry.0, group, &mut nodes);
+        }
+        barrier(&mut cx, &order.0, &mut nodes);
     }
-    for group in &staging.stage().groups {
-        fire_group(&mut cx, &registry.0, group, &mut nodes);
+    // The step's end (its last stage): stall transitions and occupancy changes.
+    if let Some(log) = run_log.as_deref_mut()
+        && staging.current + 1 >= staging.stages.len()
+    {
+        let occupancy = crate::trace::occupancy_of(&arena);
+        log.end_step(clock.now.tick, &stats.open_stalls, occupancy);
     }
-    barrier(&mut cx, &order.0, &mut nodes);
 }
 
 /// What the firing helpers share.
@@ -97,6 +111,10 @@ struct Cx<'a> {
     thermal: &'a mut ThermalNet,
     /// The gradient tape (§17), only when gradients are requested.
     tape: Option<&'a mut Tape>,
+    /// The run log, only when recording is requested.
+    log: Option<&'a mut RunLog>,
+    /// The temperature of the firing being booked (thermal nodes, with a run log).
+    fire_temp: Option<f64>,
     /// The probe stream and first token index of the probe firing being recorded.
     probe_at: Option<(u32, u64)>,
 }
@@ -184,6 +202,20 @@ impl Cx<'_> {
         self.step.changed = true;
         self.step.fired = true;
         let ticket = self.step.tickets.get_mut(n).and_then(Option::take);
+        let temperature = self.fire_temp.take();
+        if let Some(log) = self.log.as_deref_mut() {
+            let busy = self.step.busy.get(n).copied().flatten();
+            let mut record = FiringRecord::issued(
+                n,
+                rt.firings_started,
+                self.now.tick,
+                latency,
+                ticket.as_ref(),
+                busy,
+            );
+            record.temperature = temperature;
+            log.firing(record);
+        }
         let now_done = book_firing(
             n,
             rt,
@@ -271,11 +303,17 @@ impl Cx<'_> {
             .copied()
             .flatten()
             .unwrap_or((now as f64, now.saturating_add(latency) as f64));
-        if let Some(block) = wiring.temp_port.and_then(|p| outputs.get_mut(p))
-            && let Some(t) = self.thermal.temperature_at_fire(n, now, sum_sq)
-        {
+        let block = wiring.temp_port.and_then(|p| outputs.get_mut(p));
+        // The run log records the temperature the `temp` tap publishes.
+        let t = if block.is_some() || self.log.is_some() {
+            self.thermal.temperature_at_fire(n, now, sum_sq)
+        } else {
+            None
+        };
+        if let (Some(block), Some(t)) = (block, t) {
             block.push(&[t as f32]);
         }
+        self.fire_temp = t;
         self.thermal.record(n, now, sum_sq, Some(busy));
     }
 

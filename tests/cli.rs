@@ -127,7 +127,7 @@ fn unimplemented_features_are_refused_with_exit_4() {
         dir.to_str().unwrap(),
     ]);
     assert_eq!(code, 4, "{stderr}");
-    // Every refusal is listed, each naming its field.
+    // The refusal names its field.
     assert!(
         stderr.contains("refused[R304]") && stderr.contains("--> task_window.mode"),
         "missing R304 at task_window.mode in:\n{stderr}"

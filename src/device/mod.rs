@@ -83,11 +83,16 @@ pub trait Device: Send + Sync + 'static {
     fn retire(&mut self, token: u64);
     /// The device's part of `report.json` (`device`).
     fn report(&self) -> serde_json::Value;
-    /// Heap-ring bytes one task of the node takes (0 on devices without a heap ring).
     /// The (fractional) tick at which device cycle `cycle` falls, for core spans.
     fn cycle_ticks(&self, cycle: u64) -> f64 {
         cycle as f64
     }
+    /// A display name of core `core` for traces (CycleSim: its type, cluster and domain).
+    fn core_label(&self, core: u32) -> Option<String> {
+        let _ = core;
+        None
+    }
+    /// Heap-ring bytes one task of the node takes (0 on devices without a heap ring).
     fn task_bytes(&self, node: usize) -> u64 {
         let _ = node;
         0

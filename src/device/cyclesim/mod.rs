@@ -541,6 +541,15 @@ impl Device for CycleSim {
         })
     }
 
+    fn core_label(&self, core: u32) -> Option<String> {
+        self.cores.get(core as usize).map(|c| {
+            format!(
+                "core {core} {:?} (cluster {}, domain {})",
+                c.core, c.cluster, c.domain
+            )
+        })
+    }
+
     fn task_bytes(&self, node: usize) -> u64 {
         self.tasks.get(node).map_or(0, |t| t.heap_bytes)
     }
