@@ -281,7 +281,11 @@ impl NodeRuntime {
             let v = match port.channel {
                 Some(_) if port.channels.len() > 1 => {
                     // A gather sees as many tokens as its emptiest channel holds; it ends when
-                    // any channel ends.
+                    // any channel ends (is closed and holds fewer tokens than demanded). So once
+                    // a channel is closed, `held` is the fewest tokens a *closed* channel holds:
+                    // the most gathered tokens the tap can still deliver. (The fewest over all
+                    // channels would let a closed channel end the tap while an open one, on a
+                    // longer path, still has its last tokens on the way.)
                     let mut v = InputView {
                         visible: usize::MAX,
                         held: usize::MAX,
@@ -289,12 +293,19 @@ impl NodeRuntime {
                         drained: true,
                         optional: port.optional,
                     };
+                    let mut held_closed = usize::MAX;
                     for &ch in &port.channels {
                         let r = arena.ring(ch);
                         v.visible = v.visible.min(arena.visible_count(ch, now));
                         v.held = v.held.min(r.len());
-                        v.closed |= r.closed_before(now);
+                        if r.closed_before(now) {
+                            v.closed = true;
+                            held_closed = held_closed.min(r.len());
+                        }
                         v.drained &= r.drained();
+                    }
+                    if v.closed {
+                        v.held = held_closed;
                     }
                     v
                 }
