@@ -255,6 +255,9 @@ pub struct NodeRuntime {
     pub fenced: bool,
     /// With a tape: where each optional input's held token came from (`hold_last`).
     pub held_src: Vec<crate::tape::Source>,
+    /// With a tape: the parts `(channel, seq)` of a held gathered token (a `Gathered` source
+    /// indexes the firing's own part list, so a repeat in a later firing lists them again).
+    pub held_parts: Vec<Vec<(u32, u64)>>,
     /// With a tape: the entry of the firing being booked.
     pub tape_entry: Option<u32>,
 }
@@ -990,6 +993,7 @@ pub fn consume_inputs(
     let mut sources = sources;
     if sources.is_some() {
         rt.held_src.resize(wiring.inputs.len(), Source::Constant);
+        rt.held_parts.resize_with(wiring.inputs.len(), Vec::new);
     }
     for (j, port) in wiring.inputs.iter().enumerate() {
         let buf = &mut bufs[j];
@@ -1066,6 +1070,11 @@ pub fn consume_inputs(
                     && let Some(&s) = src.sources.last()
                 {
                     rt.held_src[j] = s;
+                    if let Source::Gathered { start, count } = s {
+                        let parts = src.parts.get(start as usize..(start + count) as usize);
+                        rt.held_parts[j].clear();
+                        rt.held_parts[j].extend_from_slice(parts.unwrap_or_default());
+                    }
                 }
             }
             for _ in take..want {
@@ -1076,12 +1085,19 @@ pub fn consume_inputs(
                     buf.resize(buf.len() + port.token_len, port.default);
                 }
                 if let Some(src) = sources.as_deref_mut() {
-                    // A held token passes its gradient on to the token it repeats.
-                    src.sources.push(if held {
-                        rt.held_src[j]
-                    } else {
-                        Source::Constant
-                    });
+                    // A held token passes its gradient on to the token it repeats; a gathered
+                    // one to its parts, listed again for this firing (a `Gathered` source
+                    // indexes the part list of the firing that consumed it).
+                    let s = match (held, rt.held_src[j]) {
+                        (false, _) => Source::Constant,
+                        (true, Source::Gathered { count, .. }) => {
+                            let start = src.parts.len() as u32;
+                            src.parts.extend_from_slice(&rt.held_parts[j]);
+                            Source::Gathered { start, count }
+                        }
+                        (true, s) => s,
+                    };
+                    src.sources.push(s);
                 }
             }
         }

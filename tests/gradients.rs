@@ -872,6 +872,39 @@ fn optional_taps_hold_last_and_default() {
     report("optional", worst);
 }
 
+/// An optional `hold_last` tap that gathers (SumFanIn of two slow sources): a held token is a
+/// gathered one, and each repeat must pass its gradient to the parts it was gathered from.
+#[test]
+fn optional_gathered_tap_holds_its_parts() {
+    let scene = parse(
+        r#"Scene(version: 1, name: "heldgather",
+        nodes: [
+            Node(name: "fast", kernel: Ramp(start: 0.1, step: 0.2), period: Some(1), count: Some(8)),
+            Node(name: "s1", kernel: Ramp(start: 1.0, step: 0.5), period: Some(3), count: Some(3)),
+            Node(name: "s2", kernel: Const(value: -0.4), period: Some(3), count: Some(3)),
+            Node(name: "h", kernel: Mul,
+                 taps: {"b": (optional: true, hold_last: true, adapter: Some(SumFanIn))}),
+            Node(name: "sq", kernel: Map(op: Square)),
+            Node(name: "out", kernel: Probe),
+        ],
+        edges: [
+            Edge(from: "fast.out", to: "h.a"), Edge(from: "s1.out", to: "h.b"),
+            Edge(from: "s2.out", to: "h.b"),
+            Edge(from: "h.out", to: "sq.in"), Edge(from: "sq.out", to: "out.in"),
+        ],
+        loss: Some(Sum(probe: "out")))"#,
+    );
+    let g = grads(&scene);
+    let worst = check_params(
+        "heldgather",
+        &scene,
+        &g,
+        &["fast.start", "fast.step", "s1.start", "s1.step", "s2.value"],
+        STEP,
+    );
+    report("heldgather", worst);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stream kernels and dropped tokens
 
