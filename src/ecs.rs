@@ -255,6 +255,9 @@ pub struct NodeRuntime {
     pub fenced: bool,
     /// With a tape: where each optional input's held token came from (`hold_last`).
     pub held_src: Vec<crate::tape::Source>,
+    /// With a tape: the parts `(channel, seq)` of a held gathered token (a `Gathered` source
+    /// indexes the firing's own part list, so a repeat in a later firing lists them again).
+    pub held_parts: Vec<Vec<(u32, u64)>>,
     /// With a tape: the entry of the firing being booked.
     pub tape_entry: Option<u32>,
 }
@@ -281,7 +284,11 @@ impl NodeRuntime {
             let v = match port.channel {
                 Some(_) if port.channels.len() > 1 => {
                     // A gather sees as many tokens as its emptiest channel holds; it ends when
-                    // any channel ends.
+                    // any channel ends (is closed and holds fewer tokens than demanded). So once
+                    // a channel is closed, `held` is the fewest tokens a *closed* channel holds:
+                    // the most gathered tokens the tap can still deliver. (The fewest over all
+                    // channels would let a closed channel end the tap while an open one, on a
+                    // longer path, still has its last tokens on the way.)
                     let mut v = InputView {
                         visible: usize::MAX,
                         held: usize::MAX,
@@ -289,12 +296,19 @@ impl NodeRuntime {
                         drained: true,
                         optional: port.optional,
                     };
+                    let mut held_closed = usize::MAX;
                     for &ch in &port.channels {
                         let r = arena.ring(ch);
                         v.visible = v.visible.min(arena.visible_count(ch, now));
                         v.held = v.held.min(r.len());
-                        v.closed |= r.closed_before(now);
+                        if r.closed_before(now) {
+                            v.closed = true;
+                            held_closed = held_closed.min(r.len());
+                        }
                         v.drained &= r.drained();
+                    }
+                    if v.closed {
+                        v.held = held_closed;
                     }
                     v
                 }
@@ -979,6 +993,7 @@ pub fn consume_inputs(
     let mut sources = sources;
     if sources.is_some() {
         rt.held_src.resize(wiring.inputs.len(), Source::Constant);
+        rt.held_parts.resize_with(wiring.inputs.len(), Vec::new);
     }
     for (j, port) in wiring.inputs.iter().enumerate() {
         let buf = &mut bufs[j];
@@ -1055,6 +1070,11 @@ pub fn consume_inputs(
                     && let Some(&s) = src.sources.last()
                 {
                     rt.held_src[j] = s;
+                    if let Source::Gathered { start, count } = s {
+                        let parts = src.parts.get(start as usize..(start + count) as usize);
+                        rt.held_parts[j].clear();
+                        rt.held_parts[j].extend_from_slice(parts.unwrap_or_default());
+                    }
                 }
             }
             for _ in take..want {
@@ -1065,12 +1085,19 @@ pub fn consume_inputs(
                     buf.resize(buf.len() + port.token_len, port.default);
                 }
                 if let Some(src) = sources.as_deref_mut() {
-                    // A held token passes its gradient on to the token it repeats.
-                    src.sources.push(if held {
-                        rt.held_src[j]
-                    } else {
-                        Source::Constant
-                    });
+                    // A held token passes its gradient on to the token it repeats; a gathered
+                    // one to its parts, listed again for this firing (a `Gathered` source
+                    // indexes the part list of the firing that consumed it).
+                    let s = match (held, rt.held_src[j]) {
+                        (false, _) => Source::Constant,
+                        (true, Source::Gathered { count, .. }) => {
+                            let start = src.parts.len() as u32;
+                            src.parts.extend_from_slice(&rt.held_parts[j]);
+                            Source::Gathered { start, count }
+                        }
+                        (true, s) => s,
+                    };
+                    src.sources.push(s);
                 }
             }
         }

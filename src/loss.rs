@@ -3,8 +3,9 @@
 //! - `Sum(probe)`: `L = Σ v` over every element the probe recorded; `dL/dv = 1`.
 //! - `Mse(probe, target)`: `L = (1/N)·Σ (v − t)²` over the `N` recorded elements against the
 //!   target's `N` values, in order; `dL/dv = 2(v − t)/N`. The target is a CSV under the scene's
-//!   folder: a probe CSV as `tapwheel run` writes it (its `value` column), or one number per row
-//!   (an optional non-numeric header is skipped).
+//!   folder: a probe CSV as `tapwheel run` writes it (its `value` column, read as the `f32`
+//!   values it was written from, so a run's own recording is matched exactly), or one number per
+//!   row (`f64`; an optional non-numeric header is skipped).
 //!
 //! ```
 //! use tapwheel::loss::{Loss, LossKind};
@@ -72,9 +73,16 @@ impl Loss {
 
 /// Reads a target CSV: the `value` column of a probe CSV, or the one column of a plain list.
 ///
+/// Probe CSVs hold `f32` values in their shortest round-trip form (SPEC §19), so a `value`
+/// column is parsed as `f32` and widened: the target is then exactly what the run recorded
+/// (parsed as `f64`, `0.1` would sit half an `f32` ulp away from the recorded `f32(0.1)`). A
+/// plain list keeps `f64` precision.
+///
 /// ```
 /// use tapwheel::loss::parse_target;
 /// assert_eq!(parse_target("tick,seq,batch,channel,frame,value\n0,0,0,0,0,1.5\n1,1,0,0,0,-2\n").unwrap(), vec![1.5, -2.0]);
+/// assert_eq!(parse_target("value\n0.1\n").unwrap(), vec![f64::from(0.1f32)]);
+/// assert_eq!(parse_target("0.1\n").unwrap(), vec![0.1]);
 /// assert_eq!(parse_target("target\n0.25\n0.5\n").unwrap(), vec![0.25, 0.5]);
 /// assert_eq!(parse_target("1\n2\n").unwrap(), vec![1.0, 2.0]);
 /// assert!(parse_target("a,b\n1,2\n").is_err());
@@ -86,6 +94,8 @@ pub fn parse_target(text: &str) -> Result<Vec<f64>, String> {
         .flexible(true)
         .from_reader(text.as_bytes());
     let mut column: Option<usize> = None;
+    // A `value` column is a probe CSV's: f32 values.
+    let mut probe_csv = false;
     let mut out = Vec::new();
     for (line, rec) in rows.records().enumerate() {
         let rec = rec.map_err(|e| format!("line {}: {e}", line + 1))?;
@@ -108,7 +118,10 @@ pub fn parse_target(text: &str) -> Result<Vec<f64>, String> {
                     0
                 } else {
                     let c = match rec.iter().position(|f| f == "value") {
-                        Some(c) => c,
+                        Some(c) => {
+                            probe_csv = true;
+                            c
+                        }
                         None if rec.len() == 1 => 0,
                         None => {
                             return Err(format!(
@@ -123,9 +136,12 @@ pub fn parse_target(text: &str) -> Result<Vec<f64>, String> {
             }
         };
         let field = rec.get(col).unwrap_or("");
-        let v: f64 = field
-            .parse()
-            .map_err(|_| format!("line {}: `{field}` is not a number", line + 1))?;
+        let v: f64 = if probe_csv {
+            field.parse::<f32>().map(f64::from)
+        } else {
+            field.parse::<f64>()
+        }
+        .map_err(|_| format!("line {}: `{field}` is not a number", line + 1))?;
         if !v.is_finite() {
             return Err(format!("line {}: `{field}` is not finite", line + 1));
         }

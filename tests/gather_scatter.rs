@@ -43,6 +43,57 @@ fn sum_fan_in_adds_every_channel() {
     assert_eq!(values(&e, "out"), vec![23.0, 25.0, 27.0]);
 }
 
+/// A gather whose channels come over paths of different depth: the short path's channel closes
+/// (its producer finished) while the last tokens of the long path are still a few zero-delay
+/// hops (deltas) away. The tap must wait for them — an open channel that is behind does not end
+/// it — under `Kpn` as under `IplsAuto` (which runs the whole path in one step). Before the fix
+/// the `Kpn` run finished the node and discarded the last tokens (with `count: 1`, all of them).
+#[test]
+fn a_gather_is_not_ended_by_a_closed_channel_while_a_longer_path_delivers() {
+    for (count, rate) in [(1, 1), (6, 1), (6, 2)] {
+        let text = r#"Scene(version: 1, name: "depth",
+            nodes: [
+                Node(name: "src", kernel: Ramp(start: 1.0, step: 1.0), period: Some(1), count: Some(COUNT)),
+                Node(name: "a", kernel: Gain(gain: 1.0)),
+                Node(name: "b1", kernel: Gain(gain: 10.0)),
+                Node(name: "b2", kernel: Gain(gain: 10.0)),
+                Node(name: "b3", kernel: Gain(gain: 1.0)),
+                Node(name: "fan", kernel: Copy,
+                     taps: {"in": (adapter: Some(SumFanIn), rate: RATE), "out": (rate: RATE)}),
+                Node(name: "out", kernel: Probe),
+            ],
+            edges: [Edge(from: "src.out", to: "a.in"), Edge(from: "src.out", to: "b1.in"),
+                    Edge(from: "b1.out", to: "b2.in"), Edge(from: "b2.out", to: "b3.in"),
+                    Edge(from: "a.out", to: "fan.in"), Edge(from: "b3.out", to: "fan.in"),
+                    Edge(from: "fan.out", to: "out.in")],
+            defaults: (shape: (batch: 1, channels: 1, frames: 1), capacity: 4))"#
+            .replace("COUNT", &count.to_string())
+            .replace("RATE", &rate.to_string());
+        let s = parse(&text);
+        // Token k is (k + 1) + 100·(k + 1).
+        let want: Vec<f32> = (1..=count).map(|k| 101.0 * k as f32).collect();
+        for schedule in [None, Some(tapwheel::scene::ScheduleSpec::IplsAuto)] {
+            let mut e = tapwheel::Engine::from_scene(
+                &s,
+                tapwheel::RunOptions {
+                    schedule: schedule.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(e.run(), Outcome::Completed);
+            assert_eq!(
+                values(&e, "out"),
+                want,
+                "count {count} rate {rate} {schedule:?}"
+            );
+            let r = e.report().json;
+            assert_eq!(r["channels"]["a.out->fan.in"]["discarded"], 0);
+            assert_eq!(r["channels"]["b3.out->fan.in"]["discarded"], 0);
+        }
+    }
+}
+
 #[test]
 fn a_gather_waits_for_its_slowest_channel() {
     // `b` arrives 3 ticks late: the gather fires when both tokens are visible.
