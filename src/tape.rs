@@ -78,7 +78,7 @@ struct Entry {
     /// First source of its consumed tokens (input taps in order, tokens in order).
     sources: u32,
     /// A probe firing: `(probe stream, index of its first recorded token)`.
-    probe: Option<(u32, u64)>,
+    probe: Option<(u32, u64, u32)>,
 }
 
 /// The static shape of a node's firings.
@@ -225,7 +225,7 @@ impl Tape {
         tick: u64,
         inputs: &[Vec<f32>],
         outputs: &[crate::kernels::OutputBlock],
-        probe: Option<(u32, u64)>,
+        probe: Option<(u32, u64, u32)>,
     ) -> u32 {
         let entry = self.entries.len() as u32;
         let spans = self.spans.len() as u32;
@@ -460,8 +460,9 @@ pub fn walk(
             g.clear();
             g.resize(span(j).1, 0.0);
         }
-        if let Some((p, start)) = e.probe {
-            // A probe's consumed values are the loss's arguments.
+        if let Some((p, start, count)) = e.probe {
+            // A probe's recorded values are the loss's arguments; the fallbacks of an optional
+            // tap (after them in the buffer) were not recorded and get no gradient.
             let (Some(lg), Some(&len)) =
                 (loss_grad.get(p as usize), probe_token_len.get(p as usize))
             else {
@@ -469,7 +470,7 @@ pub fn walk(
             };
             let from = start as usize * len;
             if let Some(g0) = grad_inputs.first_mut() {
-                for (k, g) in g0.iter_mut().enumerate() {
+                for (k, g) in g0.iter_mut().enumerate().take(count as usize * len) {
                     *g = lg.get(from + k).copied().unwrap_or(0.0);
                 }
             }

@@ -116,7 +116,7 @@ struct Cx<'a> {
     /// The temperature of the firing being booked (thermal nodes, with a run log).
     fire_temp: Option<f64>,
     /// The probe stream and first token index of the probe firing being recorded.
-    probe_at: Option<(u32, u64)>,
+    probe_at: Option<(u32, u64, u32)>,
 }
 
 /// Every node's index, runtime, wiring and kernel.
@@ -165,12 +165,17 @@ impl Cx<'_> {
         let probe = index.and_then(|p| self.probes.streams.get_mut(p));
         // With a tape, a probe firing notes where its tokens start in the stream (the loss's
         // arguments).
-        self.probe_at = match (&self.tape, index, &probe) {
-            (Some(_), Some(i), Some(p)) => Some((i as u32, p.len() as u64)),
+        let start = match (&self.tape, index, &probe) {
+            (Some(_), Some(i), Some(p)) => Some((i, p.len())),
             _ => None,
         };
         let sources = self.tape.as_deref_mut().map(|t| &mut t.scratch);
         consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs, sources);
+        // How many tokens it recorded (an optional tap's fallbacks are not recorded).
+        self.probe_at = start.and_then(|(i, at)| {
+            let now = self.probes.streams.get(i)?.len();
+            Some((i as u32, at as u64, now.saturating_sub(at) as u32))
+        });
         if self.staging.ipls() && !self.arena.rendezvous_taken.is_empty() {
             // The producer's held firing completes in the next delta (§10).
             self.step.pending = true;
@@ -443,7 +448,11 @@ fn fire_one_by_one(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, 
 
 /// A cohort member's sources, saved state and probe position, kept apart until its firing is
 /// recorded on the tape.
-type Taped = (crate::tape::SourceScratch, Vec<f32>, Option<(u32, u64)>);
+type Taped = (
+    crate::tape::SourceScratch,
+    Vec<f32>,
+    Option<(u32, u64, u32)>,
+);
 
 /// One admitted member of a cohort, with its buffers for the round being fired.
 struct Member<'w> {

@@ -1706,3 +1706,26 @@ fn loss_and_param_errors_are_located() {
         }
     }
 }
+
+/// A loss probe with an optional `hold_last` input: its fallbacks are not recorded, so they take
+/// no share of the loss's gradient (regression: they used to read the next tokens' gradients).
+#[test]
+fn optional_loss_probe_fallbacks_get_no_gradient() {
+    let scene = parse(
+        r#"Scene(version: 1, name: "optprobe",
+        nodes: [
+            Node(name: "src", kernel: Ramp(start: 1.0, step: 1.0), period: Some(2), count: Some(3)),
+            Node(name: "g", kernel: Gain(gain: 2.0)),
+            Node(name: "out", kernel: Probe, period: Some(1), count: Some(6),
+                 taps: {"in": (optional: true, hold_last: true)}),
+        ],
+        edges: [Edge(from: "src.out", to: "g.in"), Edge(from: "g.out", to: "out.in")],
+        loss: Some(Sum(probe: "out")))"#,
+    );
+    let g = tapwheel::tape::gradients(&scene, tapwheel::RunOptions::default()).unwrap();
+    // Recorded: 2, 4, 6 at ticks 0, 2, 4 (the probe's fallbacks at 1, 3, 5 are not recorded).
+    assert_eq!(g.loss, 12.0);
+    assert_eq!(g.grads["g.gain"], 6.0); // 1 + 2 + 3
+    assert_eq!(g.grads["src.start"], 6.0); // 3 · gain
+    assert_eq!(g.grads["src.step"], 6.0); // (0 + 1 + 2) · gain
+}
