@@ -102,6 +102,17 @@ pub enum StepStatus {
     Ended(Outcome),
 }
 
+/// Where a run stands ([`Engine::progress`], [`Engine::run_observed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Steps (instants) processed so far.
+    pub steps: u64,
+    /// The last tick processed (0 before the first step).
+    pub tick: u64,
+    /// The last tick the run will process, when the run has a limit.
+    pub until: Option<u64>,
+}
+
 /// A loaded scene, spawned and ready to run.
 pub struct Engine {
     world: World,
@@ -638,6 +649,52 @@ impl Engine {
             if let StepStatus::Ended(o) = self.step() {
                 return o;
             }
+        }
+    }
+
+    /// The last tick the run processes (`--until` or the scene's `run.until`), if any.
+    pub fn until(&self) -> Option<u64> {
+        self.until
+    }
+
+    /// Where the run stands: steps taken and the last tick processed.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            steps: self.steps,
+            tick: self.last_processed.map_or(0, |i| i.tick),
+            until: self.until,
+        }
+    }
+
+    /// [`Engine::run`], calling `observe` after every step with [`Engine::progress`] — for
+    /// progress displays. The observer gets a copy and cannot touch the engine, so the run and
+    /// its results are exactly those of `run()`; it should be cheap (rate-limit any drawing).
+    ///
+    /// ```
+    /// use tapwheel::{Engine, RunOptions, Scene, Outcome};
+    /// let scene = Scene::parse(r#"Scene(version: 1, name: "p",
+    ///     nodes: [Node(name: "src", kernel: Ramp(start: 0.0, step: 1.0), period: Some(10), count: Some(5)),
+    ///             Node(name: "out", kernel: Probe)],
+    ///     edges: [Edge(from: "src.out", to: "out.in")])"#, "p.ron", ".".into()).unwrap();
+    /// let mut e = Engine::from_scene(&scene, RunOptions { until: Some(25), ..Default::default() }).unwrap();
+    /// let mut seen = Vec::new();
+    /// assert_eq!(e.run_observed(|p| seen.push((p.steps, p.tick))), Outcome::LimitReached);
+    /// // Ticks 0, 10 and 20 take three steps each: the source fires (delta 0), the probe takes
+    /// // the token (delta 1), and a step that changes nothing moves on to the next event.
+    /// assert_eq!(seen, vec![(1, 0), (2, 0), (3, 0), (4, 10), (5, 10), (6, 10), (7, 20), (8, 20)]);
+    /// assert_eq!(e.progress().until, Some(25));
+    /// ```
+    pub fn run_observed(&mut self, mut observe: impl FnMut(Progress) + Send) -> Outcome {
+        let mut go = move |e: &mut Engine| loop {
+            let status = e.step();
+            if let StepStatus::Ended(o) = status {
+                return o;
+            }
+            observe(e.progress());
+        };
+        match self.pool.clone() {
+            Some(pool) => pool.install(|| go(self)),
+            None => go(self),
         }
     }
 

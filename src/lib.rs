@@ -32,10 +32,12 @@ pub mod ecs;
 pub mod engine;
 pub mod error;
 pub mod fit;
+pub mod inspect;
 pub mod kernels;
 pub mod loss;
 pub mod overflow;
 pub mod plan;
+pub mod plot;
 pub mod profile;
 pub mod report;
 pub mod scene;
@@ -50,7 +52,7 @@ pub mod trace;
 #[path = "../systems/mod.rs"]
 pub mod systems;
 
-pub use engine::{Engine, RunOptions, StepStatus};
+pub use engine::{Engine, Progress, RunOptions, StepStatus};
 pub use error::{Diagnostic, Error, Location};
 pub use kernels::Kernel;
 pub use plan::Plan;

@@ -17,6 +17,7 @@ macro_rules! out {
         let _ = write!(std::io::stdout(), $($t)*);
     }};
 }
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tapwheel::error::{Diagnostic, Error, Location};
@@ -229,6 +230,8 @@ enum Command {
         /// host_build_graph (default) | aicpu_build_graph | tensormap_and_ringbuffer.
         #[arg(long)]
         runtime: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Gradients of the scene's `loss` with respect to every float kernel parameter
     /// (`node.param`) and every initial token, by a backward pass over the recorded run.
@@ -263,8 +266,40 @@ enum Command {
         #[command(flatten)]
         tables: TableArgs,
     },
-    /// Plot a finished run (not in this build).
-    Plot { run_dir: PathBuf },
+    /// Plot a finished run (the directory `run --out DIR` wrote) into a PNG: probe waveforms,
+    /// temperatures (K) and channel occupancy, one panel each, over time in seconds.
+    Plot {
+        run_dir: PathBuf,
+        /// The PNG file to write.
+        #[arg(short = 'o', long = "out", value_name = "FILE.png")]
+        out: PathBuf,
+        /// A probe to plot; repeatable. Default (no --probe, no --channel): every probe, up to
+        /// 12 panels.
+        #[arg(long = "probe", value_name = "NAME")]
+        probes: Vec<String>,
+        /// A channel (`from.tap->to.tap`) whose occupancy to plot from RUN_DIR/occupancy.csv;
+        /// repeatable.
+        #[arg(long = "channel", value_name = "NAME")]
+        channels: Vec<String>,
+        /// Image width in pixels.
+        #[arg(long, default_value_t = tapwheel::plot::DEFAULT_WIDTH)]
+        width: u32,
+        /// Height of each panel in pixels (the image is panels × this tall).
+        #[arg(long, default_value_t = tapwheel::plot::DEFAULT_PANEL_HEIGHT)]
+        panel_height: u32,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a scene's planned graph: a short summary, JSON (--format json) or Graphviz DOT
+    /// (--dot; e.g. `tapwheel inspect SCENE --dot | dot -Tsvg -o graph.svg`).
+    Inspect {
+        scene: PathBuf,
+        /// Print the graph in Graphviz DOT.
+        #[arg(long, conflicts_with = "format")]
+        dot: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Standard benchmark workloads (not in this build).
     Bench,
 }
@@ -381,7 +416,12 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             if let Some(t) = cancel_at {
                 engine.cancel_at(t);
             }
-            let outcome = engine.run();
+            // A progress bar only for a person watching (stderr a terminal); pipes stay quiet.
+            let outcome = if std::io::stderr().is_terminal() {
+                run_with_progress(&mut engine)
+            } else {
+                engine.run()
+            };
             let report = engine.report();
             let dir =
                 out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));
@@ -571,11 +611,19 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             out,
             platform,
             runtime,
+            format,
         } => {
             use tapwheel::device::package::{PackageOptions, write_package};
             let opts = PackageOptions::from_names(platform.as_deref(), runtime.as_deref())?;
             let written = write_package(&scene, &out, &opts)?;
             print_warnings(&written.warnings);
+            if format == Format::Json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&written.to_json()).unwrap_or_default()
+                );
+                return Ok(0);
+            }
             let m = &written.manifest;
             outln!(
                 "{}: package written to {} ({} {}, {} kernels, {} files)",
@@ -679,7 +727,69 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Plot { .. } => Err(not_in_build("tapwheel plot", "R340")),
+        Command::Plot {
+            run_dir,
+            out,
+            probes,
+            channels,
+            width,
+            panel_height,
+            format,
+        } => {
+            let opts = tapwheel::plot::PlotOptions {
+                probes,
+                channels,
+                width,
+                panel_height,
+            };
+            let summary = tapwheel::plot::plot_run(&run_dir, &out, &opts)?;
+            if !summary.omitted.is_empty() {
+                eprintln!(
+                    "note: plotted the first {} probes; left out {} (choose with --probe)",
+                    summary.panels.len(),
+                    summary.omitted.join(", ")
+                );
+            }
+            match format {
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary.to_json()).unwrap_or_default()
+                ),
+                Format::Text => {
+                    let names: Vec<String> = summary
+                        .panels
+                        .iter()
+                        .map(|p| format!("{} {}", p.kind.as_str(), p.name))
+                        .collect();
+                    outln!(
+                        "wrote {} ({}x{} px): {}",
+                        summary.file.display(),
+                        summary.width,
+                        summary.height,
+                        names.join(", ")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Inspect { scene, dot, format } => {
+            let loaded = Scene::load(&scene)?;
+            let plan = tapwheel::Plan::compile(&loaded)?;
+            print_warnings(&plan.warnings);
+            if dot {
+                out!("{}", plan.to_dot());
+            } else {
+                match format {
+                    Format::Json => outln!(
+                        "{}",
+                        serde_json::to_string_pretty(&tapwheel::inspect::summary_json(&plan))
+                            .unwrap_or_default()
+                    ),
+                    Format::Text => out!("{}", tapwheel::inspect::summary_text(&plan)),
+                }
+            }
+            Ok(0)
+        }
         Command::Bench => Err(not_in_build("tapwheel bench", "R344")),
     }
 }
@@ -810,4 +920,61 @@ fn write_outputs(dir: &Path, engine: &Engine, report: &tapwheel::Report) -> Resu
         .map_err(io)?;
     }
     Ok(())
+}
+
+/// Runs the engine with a progress bar on stderr (a terminal): ticks toward `until` when the run
+/// has one, else a spinner with the tick and step count. The bar appears only once the run has
+/// taken 300 ms and redraws at most every 100 ms; it is cleared before the summary prints. The
+/// engine runs exactly as `Engine::run` (the observer only reads progress).
+fn run_with_progress(engine: &mut Engine) -> tapwheel::Outcome {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    let until = engine.until();
+    let (bar, template) = match until {
+        Some(u) => (
+            ProgressBar::with_draw_target(Some(u), ProgressDrawTarget::hidden()),
+            "{spinner} {elapsed_precise} [{wide_bar}] tick {pos}/{len}  {steps} steps",
+        ),
+        None => (
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()),
+            "{spinner} {elapsed_precise} tick {pos}  {steps} steps",
+        ),
+    };
+    // Steps are shown through a key so that one `set_position` redraws everything once.
+    let steps = Arc::new(AtomicU64::new(0));
+    let shown_steps = Arc::clone(&steps);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> ").with_key(
+            "steps",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", shown_steps.load(Ordering::Relaxed));
+            },
+        ));
+    }
+    let start = Instant::now();
+    let mut last = start;
+    let mut shown = false;
+    let outcome = engine.run_observed(|p| {
+        if p.steps % 16 != 0 {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(last) < Duration::from_millis(100) {
+            return;
+        }
+        last = now;
+        if !shown {
+            if now.duration_since(start) < Duration::from_millis(300) {
+                return;
+            }
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+        steps.store(p.steps, Ordering::Relaxed);
+        bar.set_position(until.map_or(p.tick, |u| p.tick.min(u)));
+    });
+    bar.finish_and_clear();
+    outcome
 }

@@ -1066,6 +1066,31 @@ pub struct Written {
     pub warnings: Vec<Diagnostic>,
 }
 
+impl Written {
+    /// What `tapwheel package --format json` prints: `scene`, `dir`, `platform`, `runtime`,
+    /// `plan_digest`, `manifest_digest`, `kernels` (kind names by `func_id`), `files` (every file
+    /// written, `manifest.json` included, sorted) and `warnings`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = &self.manifest;
+        let mut files: Vec<&str> = m.files.keys().map(String::as_str).collect();
+        files.push(MANIFEST_FILE);
+        files.sort_unstable();
+        serde_json::json!({
+            "scene": m.scene.name,
+            "dir": self.dir.display().to_string(),
+            "platform": m.platform.as_str(),
+            "runtime": m.runtime.as_str(),
+            "plan_digest": m.plan_digest,
+            "manifest_digest": self.manifest_digest,
+            "kernels": m.kernels.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+            "files": files,
+            "warnings": self.warnings.iter().map(|w| serde_json::json!({
+                "code": w.code, "message": w.message, "at": w.location_text(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// A verified package, ready to run: build an engine from `scene` as for any scene file
 /// (`Engine::from_scene(&package.scene, options)`).
 #[derive(Debug, Clone)]
