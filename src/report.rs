@@ -354,6 +354,32 @@ impl Report {
             let list: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
             s += &format!("  firings: {}\n", list.join(" "));
         }
+        if let Some(Value::Object(nodes)) = self.json.pointer("/stalls/nodes") {
+            // The longest waits of working nodes (probes wait for data by design).
+            let probes = self.json.get("probes").and_then(Value::as_object);
+            let mut top: Vec<(u64, u64, &str, &str)> = Vec::new();
+            for (node, reasons) in nodes {
+                if probes.is_some_and(|p| p.contains_key(node)) {
+                    continue;
+                }
+                for (reason, c) in reasons.as_object().into_iter().flatten() {
+                    let ticks = c.get("ticks").and_then(Value::as_u64).unwrap_or(0);
+                    let longest = c.get("longest_ticks").and_then(Value::as_u64).unwrap_or(0);
+                    if ticks > 0 {
+                        top.push((ticks, longest, node, reason));
+                    }
+                }
+            }
+            top.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(b.2)).then(a.3.cmp(b.3)));
+            let list: Vec<String> = top
+                .iter()
+                .take(3)
+                .map(|(t, l, n, r)| format!("{n} {r} {t} ticks (longest {l})"))
+                .collect();
+            if !list.is_empty() {
+                s += &format!("  top stalls: {}\n", list.join(", "));
+            }
+        }
         if let Some(Value::Object(chs)) = self.json.get("channels") {
             let count = |key: &str| -> Vec<String> {
                 chs.iter()

@@ -557,3 +557,32 @@ fn observed_runs_equal_plain_runs() {
     assert_eq!(calls + 1, b.steps);
     assert_eq!(observed.progress().steps, b.steps);
 }
+
+#[test]
+fn run_summary_names_the_top_stalls() {
+    // back_pressure: src waits 5 ticks in all on its full channel (longest 2); probes are left
+    // out (they wait for data by design).
+    let dir = out_dir("summary_stalls");
+    let (code, stdout, stderr) = cli(&[
+        "run",
+        repo().join("scenes/back_pressure.ron").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("  top stalls: src CHANNEL_FULL_WAIT 5 ticks (longest 2)\n"),
+        "{stdout}"
+    );
+    // task_window: three tasks wait on the window, longest first.
+    let (_, stdout, _) = cli(&[
+        "run",
+        repo().join("scenes/task_window.ron").to_str().unwrap(),
+        "--out",
+        out_dir("summary_window").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("  top stalls: t3 WINDOW_FULL 30 ticks (longest 30), t1 WINDOW_FULL 20 ticks (longest 20), t0 WINDOW_FULL 10 ticks (longest 10)\n"),
+        "{stdout}"
+    );
+}
