@@ -18,6 +18,9 @@ use std::sync::Arc;
 /// Default byte limit of the token arena (payload + metadata): 4 GiB.
 pub const DEFAULT_ARENA_LIMIT: usize = 4 << 30;
 
+/// The default limit of deltas per tick ([`RunOptions::max_deltas`]).
+pub const DEFAULT_MAX_DELTAS: u64 = 1 << 20;
+
 /// The largest engine thread pool (`--threads`); more is a located error, not a thread storm.
 pub const MAX_THREADS: usize = 256;
 
@@ -69,6 +72,10 @@ pub struct RunOptions {
     /// Records the gradient tape during the run, for [`Engine::gradients`] (§17). Off, the
     /// engine holds no tape and records nothing.
     pub gradients: bool,
+    /// The most deltas one tick may take (`--max-deltas`): zero-time work that never settles
+    /// (a feedback loop carried by an initial token with no delay or latency) ends the run
+    /// `failed` with E403 instead of hanging at one tick.
+    pub max_deltas: u64,
     /// Records the run (firings, stalls, channel occupancy, temperatures) for
     /// [`Engine::trace`]: Chrome trace JSON, VCD, occupancy CSV (`--trace`, `--vcd`). Off
     /// (`None`), the engine holds no log and records nothing.
@@ -88,6 +95,7 @@ impl Default for RunOptions {
             symbols: Default::default(),
             params: Default::default(),
             gradients: false,
+            max_deltas: DEFAULT_MAX_DELTAS,
             record: None,
         }
     }
@@ -120,6 +128,7 @@ pub struct Engine {
     plan: Arc<Plan>,
     until: Option<u64>,
     max_steps: Option<u64>,
+    max_deltas: u64,
     steps: u64,
     /// The instant the next step will process.
     next: Instant,
@@ -503,6 +512,8 @@ impl Engine {
             plan,
             until,
             max_steps,
+            // Deltas count in u32: the limit never lets them wrap.
+            max_deltas: opts.max_deltas.clamp(1, u64::from(u32::MAX)),
             steps: 0,
             next: Instant::ZERO,
             last_processed: None,
@@ -762,6 +773,17 @@ impl Engine {
         // ever decided after a step that changed nothing, so every node's readiness is fresh.
         let next_event = self.world.resource::<Events>().0.next_tick();
         if changed && (!ipls || pending || next_event.is_none()) {
+            if u64::from(now.delta) + 1 >= self.max_deltas {
+                self.failure = Some(Diagnostic::nowhere(
+                    "E403",
+                    format!(
+                        "tick {} took {} deltas and its zero-time work still does not settle: a feedback loop carried by an initial token with no delay or latency? Give the loop a delay, or raise --max-deltas",
+                        now.tick,
+                        u64::from(now.delta) + 1
+                    ),
+                ));
+                return self.end(Outcome::Failed);
+            }
             self.next = now.next_delta();
             return StepStatus::Running;
         }

@@ -159,6 +159,9 @@ enum Command {
         /// Stop after this many steps; overrides the scene's run.max_steps.
         #[arg(long)]
         max_steps: Option<u64>,
+        /// The most deltas one tick may take before the run fails with E403 (a zero-time loop).
+        #[arg(long, default_value_t = tapwheel::engine::DEFAULT_MAX_DELTAS)]
+        max_deltas: u64,
         /// Cancel the run after tick T (outcome `cancelled`, nothing later reaches a probe).
         #[arg(long)]
         cancel_at: Option<u64>,
@@ -357,6 +360,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             scene,
             until,
             max_steps,
+            max_deltas,
             cancel_at,
             out,
             device,
@@ -405,6 +409,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 symbols,
                 params: tables.params()?,
                 gradients: false,
+                max_deltas,
                 record: (trace.is_some() || vcd.is_some()).then_some(
                     tapwheel::trace::RecordOptions {
                         max_events: trace_max_events,
