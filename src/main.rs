@@ -86,6 +86,18 @@ struct TableArgs {
 type Tables = (BTreeMap<u32, u64>, BTreeMap<String, u64>);
 
 impl TableArgs {
+    /// Run options from `--slot`, `--symbol` and `--param`, with `--until`.
+    fn run_options(&self, until: Option<u64>) -> Result<RunOptions, Error> {
+        let (slots, symbols) = self.parse()?;
+        Ok(RunOptions {
+            until,
+            slots,
+            symbols,
+            params: self.params()?,
+            ..RunOptions::default()
+        })
+    }
+
     /// `--param NODE.PARAM=VALUE` values (E106 for a malformed one).
     fn params(&self) -> Result<BTreeMap<String, f64>, Error> {
         let mut out = BTreeMap::new();
@@ -649,15 +661,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             format,
             tables,
         } => {
-            let (slots, symbols) = tables.parse()?;
+            let opts = tables.run_options(until)?;
             let loaded = Scene::load(&scene)?;
-            let opts = RunOptions {
-                until,
-                slots,
-                symbols,
-                params: tables.params()?,
-                ..RunOptions::default()
-            };
             let g = tapwheel::tape::gradients(&loaded, opts)?;
             match format {
                 Format::Json => outln!(
@@ -687,19 +692,13 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             format,
             tables,
         } => {
-            let (slots, symbols) = tables.parse()?;
+            let run = tables.run_options(until)?;
             let loaded = Scene::load(&scene)?;
             let opts = tapwheel::fit::FitOptions {
                 steps,
                 lr,
                 fit,
-                run: RunOptions {
-                    until,
-                    slots,
-                    symbols,
-                    params: tables.params()?,
-                    ..RunOptions::default()
-                },
+                run,
             };
             let text = format == Format::Text;
             let every = (steps / 10).max(1);
