@@ -95,6 +95,8 @@ pub struct NodeWiring {
     pub kernel_outputs: usize,
     /// The `temp` output tap of a node with thermal state (§14), written by the engine.
     pub temp_port: Option<usize>,
+    /// An `Inject` node (an open input, §20): due at the ticks the host queued.
+    pub host_fed: bool,
 }
 
 /// A firing issued and not yet written out (a *task*, §9).
@@ -260,6 +262,10 @@ pub struct NodeRuntime {
     pub held_parts: Vec<Vec<(u32, u64)>>,
     /// With a tape: the entry of the firing being booked.
     pub tape_entry: Option<u32>,
+    /// An open input (§20): the ticks of the tokens the host queued, oldest first.
+    pub host_due: VecDeque<u64>,
+    /// An open input the host has closed: once its queue drains, it finishes.
+    pub host_closed: bool,
 }
 
 impl NodeRuntime {
@@ -1145,7 +1151,23 @@ pub fn book_firing(
     stats.firings[n] += 1;
     if wiring.is_source {
         rt.remaining = rt.remaining.map(|r| r.saturating_sub(1));
-        if let Some(period) = wiring.period {
+        if wiring.host_fed {
+            rt.host_due.pop_front();
+            match rt.host_due.front() {
+                Some(&due) => {
+                    rt.next_due = due;
+                    if due > now.tick {
+                        events.push_wake(due);
+                    }
+                }
+                None => {
+                    rt.next_due = u64::MAX;
+                    if rt.host_closed {
+                        rt.remaining = Some(0);
+                    }
+                }
+            }
+        } else if let Some(period) = wiring.period {
             match now.tick.checked_add(period) {
                 Some(due) => {
                     rt.next_due = due;

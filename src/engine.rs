@@ -15,6 +15,9 @@ use crate::time::Instant;
 use bevy_ecs::prelude::*;
 use std::sync::Arc;
 
+mod host;
+pub use host::ProbeToken;
+
 /// Default byte limit of the token arena (payload + metadata): 4 GiB.
 pub const DEFAULT_ARENA_LIMIT: usize = 4 << 30;
 
@@ -149,6 +152,16 @@ pub struct Engine {
     cancelled_at: Option<Instant>,
     /// The end tick of a cancelled run.
     cancel_end: Option<u64>,
+    /// What the engine was built from, so a new run (`reset`, `set_symbol`, …) needs no
+    /// re-planning and a snapshot can rebuild it (§20).
+    origin: host::Origin,
+    /// An open input is still open and nothing else has work: the engine waits for the host
+    /// (`inject`, `close_input`, `run_until`) instead of deciding termination.
+    awaiting_host: bool,
+    /// The last tick `run_until` has passed through: the host may not inject at or before it.
+    horizon: Option<u64>,
+    /// Host actions of this run, each with the step count it came at, for snapshots.
+    journal: Vec<host::JournalEntry>,
 }
 
 /// A thread-safe handle that cancels a running engine (§20 cancellation): the run ends
@@ -202,7 +215,12 @@ impl Engine {
         if !refused.is_empty() {
             return Err(Error::Refused(refused));
         }
-        Engine::new_with(plan, opts, registry)
+        Engine::spawn(host::Origin {
+            plan: Arc::new(plan),
+            scene: Some(Arc::new(scene.clone())),
+            registry: registry.clone(),
+            opts,
+        })
     }
 
     /// Spawns a frozen plan: node, tap and channel entities in canonical (plan) order.
@@ -212,13 +230,33 @@ impl Engine {
 
     /// [`Engine::new`] with custom kernels from `registry`.
     pub fn new_with(plan: Plan, opts: RunOptions, registry: &KernelRegistry) -> Result<Engine> {
-        let registry = registry.clone();
+        Engine::spawn(host::Origin {
+            plan: Arc::new(plan),
+            scene: None,
+            registry: registry.clone(),
+            opts,
+        })
+    }
+
+    /// Builds a fresh run of `origin` (tick 0, nothing processed).
+    fn spawn(origin: host::Origin) -> Result<Engine> {
+        let opts = origin.opts.clone();
+        let registry = origin.registry.clone();
         // §11: slots and symbols at run start; `Symbol` delays take their values now.
         let inputs =
-            RunInputs::resolve(&plan, &opts.slots, &opts.symbols).map_err(Error::Invalid)?;
-        let mut plan = plan;
-        inputs.apply(&mut plan);
-        let plan = Arc::new(plan);
+            RunInputs::resolve(&origin.plan, &opts.slots, &opts.symbols).map_err(Error::Invalid)?;
+        let plan = if origin
+            .plan
+            .channels
+            .iter()
+            .any(|c| c.delay_symbol.is_some())
+        {
+            let mut plan = (*origin.plan).clone();
+            inputs.apply(&mut plan);
+            Arc::new(plan)
+        } else {
+            origin.plan.clone()
+        };
         let mut world = World::new();
         let mut arena = TokenArena::new(opts.max_arena_bytes);
         for (ci, ch) in plan.channels.iter().enumerate() {
@@ -365,9 +403,12 @@ impl Engine {
                 temp_port: n
                     .temp_tap()
                     .filter(|&k| n.outputs.get(k).is_some_and(|t| !t.channels.is_empty())),
+                host_fed: matches!(n.kernel, crate::scene::KernelSpec::Inject),
             };
+            let host_fed = matches!(n.kernel, crate::scene::KernelSpec::Inject);
             let runtime = NodeRuntime {
-                next_due: n.offset,
+                // An open input is due only once the host queues a token.
+                next_due: if host_fed { u64::MAX } else { n.offset },
                 remaining: if n.is_source { n.count } else { None },
                 ..Default::default()
             };
@@ -528,6 +569,10 @@ impl Engine {
             sources_cancelled: false,
             cancelled_at: None,
             cancel_end: None,
+            origin,
+            awaiting_host: false,
+            horizon: None,
+            journal: Vec::new(),
         })
     }
 
@@ -542,6 +587,7 @@ impl Engine {
         if let Some(o) = self.outcome {
             return o;
         }
+        self.note(host::HostAction::Cancel);
         self.cancelled_at = Some(self.next);
         self.cancel_end = Some(self.last_processed.map_or(0, |i| i.tick));
         match self.end(Outcome::Cancelled) {
@@ -553,6 +599,7 @@ impl Engine {
     /// Cancels the run at tick `t`: every instant with tick ≤ `t` is processed, then the run ends
     /// `cancelled` (unless it ended before).
     pub fn cancel_at(&mut self, t: u64) {
+        self.note(host::HostAction::CancelAt { tick: t });
         self.cancel_at = Some(t);
     }
 
@@ -579,6 +626,9 @@ impl Engine {
                 }
             }
         }
+        self.note(host::HostAction::CancelSources {
+            names: names.iter().map(|n| n.to_string()).collect(),
+        });
         let order = self.world.resource::<NodeOrder>().0.clone();
         for i in targets {
             if let Some(mut rt) = self.world.get_mut::<NodeRuntime>(order[i]) {
@@ -647,8 +697,10 @@ impl Engine {
         self.steps
     }
 
-    /// Runs until the run ends; returns its outcome.
+    /// Runs until the run ends; returns its outcome. Open inputs (`Inject` nodes) are closed
+    /// first — the host injects nothing more; tokens already queued are still delivered.
     pub fn run(&mut self) -> Outcome {
+        self.close_inputs();
         match self.pool.clone() {
             Some(pool) => pool.install(|| self.run_here()),
             None => self.run_here(),
@@ -696,6 +748,7 @@ impl Engine {
     /// assert_eq!(e.progress().until, Some(25));
     /// ```
     pub fn run_observed(&mut self, mut observe: impl FnMut(Progress) + Send) -> Outcome {
+        self.close_inputs();
         let mut go = move |e: &mut Engine| loop {
             let status = e.step();
             if let StepStatus::Ended(o) = status {
@@ -719,6 +772,9 @@ impl Engine {
             .cancel_at
             .filter(|&t| self.next.tick > t && self.until.is_none_or(|u| t <= u));
         if self.cancel.is_cancelled() || due.is_some() {
+            if due.is_none() {
+                self.note(host::HostAction::Cancel);
+            }
             self.cancelled_at = Some(self.next);
             self.cancel_end = Some(due.unwrap_or(self.last_processed.map_or(0, |i| i.tick)));
             return self.end(Outcome::Cancelled);
@@ -732,6 +788,10 @@ impl Engine {
             && self.next.tick > until
         {
             return self.end(Outcome::LimitReached);
+        }
+        if self.awaiting_host {
+            // Only the host can give an open input work: nothing to process until it does.
+            return StepStatus::Running;
         }
         let now = self.next;
         self.world.resource_mut::<Clock>().now = now;
@@ -796,6 +856,11 @@ impl Engine {
                 // The next event lies past a fence: let the fence checks above decide.
                 return self.step();
             }
+            return StepStatus::Running;
+        }
+        if self.has_open_inputs() {
+            self.awaiting_host = true;
+            self.next = Instant::new(now.tick.saturating_add(1), 0);
             return StepStatus::Running;
         }
         self.decide_termination(now)

@@ -1287,7 +1287,25 @@ fn plan_node(
         count = Some(count.map_or(firings, |c| c.min(firings)));
     }
     let is_source = !bad_tap_count && !opaque && inputs.iter().all(|t| t.optional);
-    if is_source {
+    if matches!(n.kernel, KernelSpec::Inject) {
+        // The host decides when an open input fires (SPEC §20): no schedule of its own.
+        for (field, set) in [
+            ("period", n.period.is_some()),
+            ("offset", n.offset != 0),
+            ("count", count.is_some()),
+        ] {
+            if set {
+                ctx.err(
+                    "E480",
+                    format!("{path}.{field}"),
+                    format!(
+                        "`{}` is an Inject node: it fires when the host injects a token, so `{field}` means nothing",
+                        n.name
+                    ),
+                );
+            }
+        }
+    } else if is_source {
         if n.period == Some(0) {
             ctx.err(
                 "E211",

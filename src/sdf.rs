@@ -8,7 +8,7 @@
 //!   the consumer tap's `rate` (every channel into a gathering tap consumes `rate`). Every channel
 //!   counts, self-loops included. Capacities are ignored: buffers are unbounded.
 //! - **Fixed rates only.** Kernels with data-dependent rates (`OrderedMerge`, `Filter`, `Take`,
-//!   `Select`, `SlotLoad`, `Custom`) and optional input taps are refused with `R350` (all of them
+//!   `Select`, `SlotLoad`, `Custom`, `Inject`) and optional input taps are refused with `R350` (all of them
 //!   listed); a `latency: Measured` node has no static execution time, so only the throughput is
 //!   refused (`R351`, listed in `refusals`, `throughput` is `null`).
 //! - **Consistency.** `q[from]·prod = q[to]·cons` for every channel, solved exactly; `q` is the
@@ -447,6 +447,7 @@ fn data_dependent(k: &KernelSpec) -> Option<&'static str> {
         KernelSpec::Select { .. } => "routes each token to one of two outputs by a slot",
         KernelSpec::SlotLoad { .. } => "stores tokens into a slot",
         KernelSpec::Custom { .. } => "is a custom kernel whose demand and production are its own",
+        KernelSpec::Inject => "fires when the embedding program injects a token",
         _ => return None,
     })
 }

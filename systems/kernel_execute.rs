@@ -232,6 +232,10 @@ impl Cx<'_> {
             self.events,
             self.stats,
         );
+        if wiring.host_fed && rt.next_due <= self.now.tick {
+            // Another injected token is due at this tick: it fires in the next delta.
+            self.step.pending = true;
+        }
         if self.staging.ipls()
             && self.dispatcher.is_some()
             && wiring.concurrency.is_none_or(|c| rt.busy() < c as usize)

@@ -410,6 +410,7 @@ pub const BUILTIN_KINDS: &[&str] = &[
     "SlewIntegrator",
     "Probe",
     "Actor",
+    "Inject",
 ];
 
 /// A kernel's taps as the planner sees them: `(name, default rate)` per direction.
@@ -460,6 +461,7 @@ pub fn kernel_taps(
         Select { .. } => layout(one(&["in"]), one(&["then", "else"]), RateRule::One),
         SlewIntegrator { .. } => layout(one(&["in"]), one(&["out", "integral"]), RateRule::Uniform),
         Probe => layout(one(&["in"]), vec![], RateRule::Free),
+        Inject => layout(vec![], one(&["out"]), RateRule::One),
         SlotLoad { .. } => TapLayout {
             preserves_shape: false,
             ..layout(one(&["in"]), vec![], RateRule::One)
@@ -628,6 +630,9 @@ pub fn instantiate(spec: &KernelSpec, ctx: &BuildCtx<'_>) -> Option<Box<dyn Kern
             in_shape,
         )),
         Probe => Box::new(streams::ProbeSink::new(in0)),
+        Inject => Box::new(sources::Inject::new(
+            sig.outputs.first().map_or(1, |t| t.token_len),
+        )),
         OrderedMerge { dedup } => Box::new(streams::OrderedMerge::new(
             *dedup,
             sig.inputs.first().map_or(1, |t| t.token_len),

@@ -2,6 +2,74 @@
 
 use super::{BackwardIo, FireIo, InputView, Kernel, NoAdjoint, OutputBlock, Param, ParamError};
 use crate::scene::Shape;
+use std::collections::VecDeque;
+
+/// `Inject`: an open input (SPEC §20). The embedding program queues tokens with
+/// `Engine::inject(node, tick, values)`; each firing writes the oldest queued token. The engine
+/// makes the node due at each queued tick, so the kernel only ever fires with a token queued;
+/// were it not, it would write zeros rather than fail.
+///
+/// ```
+/// use tapwheel::kernels::{FireIo, Kernel, OutputBlock};
+/// use tapwheel::kernels::sources::Inject;
+/// let mut k = Inject::new(2);
+/// k.queue(vec![1.0, 2.0]);
+/// let mut out = [OutputBlock { values: vec![], token_len: 2 }];
+/// k.fire(&mut FireIo { inputs: &[], outputs: &mut out, ..Default::default() });
+/// assert_eq!(out[0].values, vec![1.0, 2.0]);
+/// assert_eq!(k.queued(), 0);
+/// ```
+pub struct Inject {
+    tokens: VecDeque<Vec<f32>>,
+    token_len: usize,
+}
+
+impl Inject {
+    pub fn new(token_len: usize) -> Self {
+        Inject {
+            tokens: VecDeque::new(),
+            token_len,
+        }
+    }
+
+    /// Queues one token (`token_len` values; the engine checks the length).
+    pub fn queue(&mut self, values: Vec<f32>) {
+        self.tokens.push_back(values);
+    }
+
+    /// Tokens queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The values of one token of this input.
+    pub fn token_len(&self) -> usize {
+        self.token_len
+    }
+}
+
+impl Kernel for Inject {
+    fn kind(&self) -> &str {
+        "Inject"
+    }
+    fn demand(&self, _: &[InputView], _: &mut [u32]) {}
+    fn max_production(&self, _: usize) -> u32 {
+        1
+    }
+    fn fire(&mut self, io: &mut FireIo<'_>) {
+        let Some(out) = io.outputs.first_mut() else {
+            return;
+        };
+        match self.tokens.pop_front() {
+            Some(v) => out.values.extend_from_slice(&v),
+            None => out.values.resize(out.values.len() + self.token_len, 0.0),
+        }
+    }
+    fn backward(&self, _: &mut BackwardIo<'_>) -> Result<(), NoAdjoint> {
+        // No parameters and no inputs: nothing to send anywhere.
+        Ok(())
+    }
+}
 
 /// `Const(value)`: every element of every token is `value`.
 pub struct Const {

@@ -636,6 +636,9 @@ pub enum KernelSpec {
     },
     Probe,
     Actor,
+    /// An open input: a source fed by the embedding program (`Engine::inject`), one token per
+    /// injection at the tick the host chooses (SPEC §20).
+    Inject,
     /// A kernel registered by the embedding program (`KernelRegistry`).
     Custom {
         kind: String,
@@ -734,6 +737,7 @@ impl KernelSpec {
             SlewIntegrator { .. } => "SlewIntegrator",
             Probe => "Probe",
             Actor => "Actor",
+            Inject => "Inject",
             Custom { kind, .. } => kind,
         }
     }
