@@ -16,6 +16,7 @@ use bevy_ecs::prelude::*;
 use std::sync::Arc;
 
 mod host;
+pub(crate) use host::JournalEntry;
 pub use host::ProbeToken;
 
 /// Default byte limit of the token arena (payload + metadata): 4 GiB.

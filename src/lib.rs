@@ -44,6 +44,7 @@ pub mod scene;
 pub mod schedule;
 pub mod sdf;
 pub mod slots;
+pub mod snapshot;
 pub mod tape;
 pub mod thermal;
 pub mod time;

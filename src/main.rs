@@ -199,7 +199,8 @@ enum Command {
         /// is truncated there (warning W340).
         #[arg(long, default_value_t = tapwheel::trace::DEFAULT_MAX_EVENTS)]
         trace_max_events: usize,
-        #[arg(long)]
+        /// Save the run at its end to FILE (`tapwheel resume FILE` goes on from there).
+        #[arg(long, value_name = "FILE")]
         snapshot: Option<PathBuf>,
         /// Byte limit of the token arena.
         #[arg(long, default_value_t = tapwheel::engine::DEFAULT_ARENA_LIMIT)]
@@ -219,8 +220,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Resume a snapshot (not in this build).
-    Resume { snapshot: PathBuf },
+    /// Resume a run saved with `run --snapshot FILE`: it goes on exactly as the saved run
+    /// would have (to its own end, or to `--until`); writes DIR/report.json and the probes.
+    Resume {
+        snapshot: PathBuf,
+        /// Last tick processed (inclusive), replacing the saved run's limit.
+        #[arg(long)]
+        until: Option<u64>,
+        /// Output directory (default: out/<scene name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Save the resumed run at its end to FILE.
+        #[arg(long = "snapshot", value_name = "FILE")]
+        save: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// SDF analysis: consistency, repetition vector, deadlock freedom, throughput (unbounded
     /// buffers). Exit 0 with the analysis (also for an inconsistent or deadlocking graph); 4 when
     /// the graph has data-dependent rates, or when a part of the analysis is refused (the rest is
@@ -387,9 +402,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             tables,
         } => {
             check_trace_args(trace.as_deref(), vcd.as_deref(), trace_max_events)?;
-            let mut refused = Vec::new();
-            if snapshot.is_some() {
-                refused.push(arg_refusal("--snapshot", "R341", "snapshots"));
+            if let Some(path) = &snapshot {
+                check_snapshot_path(path)?;
             }
             let (slots, symbols) = tables.parse()?;
             let loaded = if tapwheel::device::package::is_package(&scene) {
@@ -397,9 +411,6 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             } else {
                 Scene::load(&scene)?
             };
-            if !refused.is_empty() {
-                return Err(Error::Refused(refused));
-            }
             // `--device cyclesim` keeps a scene's own CycleSim profile, else the built-in one.
             let device = device.map(|d| match (d, &loaded.spec.device) {
                 (DeviceArg::Reference, _) => tapwheel::scene::DeviceSpec::Reference,
@@ -443,7 +454,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             let dir =
                 out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));
             write_outputs(&dir, &engine, &report)?;
-            let traced = write_traces(&dir, &engine, trace.as_deref(), vcd.as_deref())?;
+            let mut traced = write_traces(&dir, &engine, trace.as_deref(), vcd.as_deref())?;
+            if let Some(path) = &snapshot {
+                engine.snapshot()?.save(path)?;
+                traced.push(path.clone());
+            }
             match format {
                 Format::Json => outln!("{}", report.to_json_pretty()),
                 Format::Text => {
@@ -574,7 +589,58 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Resume { .. } => Err(not_in_build("tapwheel resume", "R341")),
+        Command::Resume {
+            snapshot,
+            until,
+            out,
+            save,
+            format,
+        } => {
+            if let Some(path) = &save {
+                check_snapshot_path(path)?;
+            }
+            let snap = tapwheel::snapshot::Snapshot::load(&snapshot)?;
+            let mut engine = Engine::restore(&snap)?;
+            if let Some(t) = until {
+                engine.set_until(t).map_err(|e| match e {
+                    Error::Invalid(mut d) => {
+                        for x in &mut d {
+                            x.location = tapwheel::Location::Argument("--until".into());
+                        }
+                        Error::Invalid(d)
+                    }
+                    other => other,
+                })?;
+            }
+            let outcome = engine.run();
+            let report = engine.report();
+            let dir =
+                out.unwrap_or_else(|| Path::new("out").join(safe_dir_name(&engine.plan().name)));
+            write_outputs(&dir, &engine, &report)?;
+            if let Some(path) = &save {
+                engine.snapshot()?.save(path)?;
+            }
+            match format {
+                Format::Json => outln!("{}", report.to_json_pretty()),
+                Format::Text => {
+                    outln!(
+                        "resumed {} at step {} (tick {})",
+                        snapshot.display(),
+                        snap.steps(),
+                        snap.next_instant().0
+                    );
+                    out!("{}", report.to_text());
+                    outln!("  wrote {}", dir.join("report.json").display());
+                    if let Some(path) = &save {
+                        outln!("  wrote {}", path.display());
+                    }
+                }
+            }
+            if let Some(e) = &report.error {
+                eprintln!("{e}");
+            }
+            Ok(outcome.exit_code())
+        }
         Command::Analyze {
             scene,
             format,
@@ -817,6 +883,34 @@ fn safe_dir_name(name: &str) -> String {
 /// `--trace` / `--vcd` paths (relative to the working directory) are checked before the run:
 /// not a directory, in a folder that exists, not the same file twice; `--trace-max-events` is
 /// positive. Each problem is an E106 at its argument.
+/// A `--snapshot` path must be writable before the run starts (E106), so a long run is not
+/// lost to a typo.
+fn check_snapshot_path(path: &Path) -> Result<(), Error> {
+    let bad = |message: String| {
+        Error::invalid(Diagnostic {
+            code: "E106",
+            message,
+            location: Location::Argument("--snapshot".into()),
+        })
+    };
+    if path.as_os_str().is_empty() || path.is_dir() {
+        return Err(bad(format!(
+            "`{}` is a directory; give a file name",
+            path.display()
+        )));
+    }
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        return Err(bad(format!(
+            "cannot write `{}`: the folder `{}` does not exist",
+            path.display(),
+            folder.display()
+        )));
+    }
+    Ok(())
+}
+
 fn check_trace_args(
     trace: Option<&Path>,
     vcd: Option<&Path>,

@@ -492,4 +492,107 @@ impl Engine {
         *self = fresh;
         Ok(())
     }
+
+    /// Moves the run's last tick (`until`) to `tick`: a paused or restored run then goes on
+    /// to it. E484 once the run has ended.
+    pub fn set_until(&mut self, tick: u64) -> Result<()> {
+        if self.outcome.is_some() {
+            return Err(host_error(
+                "E484",
+                "until",
+                "the run has ended; start a new one (reset) to run it further",
+            ));
+        }
+        if let Some(last) = self.last_processed
+            && tick < last.tick
+        {
+            return Err(host_error(
+                "E483",
+                "until",
+                format!(
+                    "the run has processed tick {}; it cannot end at tick {tick}",
+                    last.tick
+                ),
+            ));
+        }
+        self.until = Some(tick);
+        self.origin.opts.until = Some(tick);
+        Ok(())
+    }
+
+    pub(crate) fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub(crate) fn journal(&self) -> &[JournalEntry] {
+        &self.journal
+    }
+
+    /// A digest of the run's state at this point: the clock, the firing counts and every
+    /// probe token. Snapshots check a restored engine against it.
+    pub(crate) fn state_digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.steps.to_le_bytes());
+        h.update(&self.next.tick.to_le_bytes());
+        h.update(&self.next.delta.to_le_bytes());
+        if let Some(l) = self.last_processed {
+            h.update(&l.tick.to_le_bytes());
+            h.update(&l.delta.to_le_bytes());
+        }
+        let stats = self.world.resource::<crate::ecs::Stats>();
+        for (f, c) in stats.firings.iter().zip(&stats.completed) {
+            h.update(&f.to_le_bytes());
+            h.update(&c.to_le_bytes());
+        }
+        for p in self.probes() {
+            h.update(p.name.as_bytes());
+            for (s, t) in p.seqs.iter().zip(&p.ticks) {
+                h.update(&s.to_le_bytes());
+                h.update(&t.to_le_bytes());
+            }
+            for v in &p.values {
+                h.update(&v.to_bits().to_le_bytes());
+            }
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// Steps until the run has taken `steps` steps; `Err(steps taken)` when it cannot.
+    pub(crate) fn replay_steps(&mut self, steps: u64) -> std::result::Result<(), u64> {
+        while self.steps < steps {
+            if self.outcome.is_some() || self.awaiting_host {
+                return Err(self.steps);
+            }
+            self.step();
+        }
+        if self.steps == steps {
+            Ok(())
+        } else {
+            Err(self.steps)
+        }
+    }
+
+    /// Does a journaled host action again.
+    pub(crate) fn replay(&mut self, action: &HostAction) -> Result<()> {
+        match action {
+            HostAction::Inject { node, tick, values } => self.inject(node, *tick, values),
+            HostAction::Close { node } => self.close_input(node),
+            HostAction::Pause { tick } => {
+                self.pause(*tick);
+                Ok(())
+            }
+            HostAction::Cancel => {
+                self.cancel();
+                Ok(())
+            }
+            HostAction::CancelAt { tick } => {
+                self.cancel_at(*tick);
+                Ok(())
+            }
+            HostAction::CancelSources { names } => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                self.cancel_sources(&names)
+            }
+        }
+    }
 }
