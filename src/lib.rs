@@ -58,4 +58,4 @@ pub use error::{Diagnostic, Error, Location};
 pub use kernels::Kernel;
 pub use plan::Plan;
 pub use report::{Outcome, Report};
-pub use scene::Scene;
+pub use scene::{Scene, SceneBuilder};

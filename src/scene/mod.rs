@@ -1,9 +1,12 @@
 //! Scenes: the RON model (`model`), loading with located syntax/type errors, and the scan that
-//! refuses fields whose behaviour this build does not implement yet (`refusals`).
+//! refuses fields whose behaviour this build does not implement yet (`refusals`), and building a
+//! scene in code / writing it back as RON (`builder`: [`SceneBuilder`], [`SceneSpec::to_ron`]).
 
+mod builder;
 mod model;
 mod refusals;
 
+pub use builder::*;
 pub use model::*;
 pub use refusals::refusals;
 

@@ -244,8 +244,9 @@ pub struct ThrottleSpec {
     pub factor: f64,
 }
 
-/// Per-tap overrides: `taps: { "in": (rate: 2, optional: true) }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Per-tap overrides: `taps: { "in": (rate: 2, optional: true) }`. `TapOverride::default()` is
+/// `()`: every field at its RON default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TapOverride {
     #[serde(default)]
