@@ -75,7 +75,10 @@ fn main() -> Result<(), tapwheel::Error> {
     again.run();
     println!(
         "restored run: ticks {:?}, same digest: {}",
-        again.probe("out").map(|p| p.ticks.clone()).unwrap_or_default(),
+        again
+            .probe("out")
+            .map(|p| p.ticks.clone())
+            .unwrap_or_default(),
         again.report().output_digest == first
     );
 

@@ -373,14 +373,6 @@ fn not_in_build(what: &str, code: &'static str) -> Error {
     ))
 }
 
-fn arg_refusal(arg: &str, code: &'static str, what: &str) -> Diagnostic {
-    Diagnostic {
-        code,
-        message: format!("{what} is not supported by this build yet"),
-        location: Location::Argument(arg.to_string()),
-    }
-}
-
 fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Run {

@@ -271,8 +271,10 @@ impl Engine {
     }
 
     /// Rebuilds the saved run (see [`crate::snapshot`]): the engine is at the saved step, in
-    /// the saved state, and goes on exactly as the saved run would have. E487/E488 when the
-    /// snapshot is unusable; the scene's own errors as when it was first loaded.
+    /// the saved state, and goes on exactly as the saved run would have. A run that ended at
+    /// its `until` comes back paused at that limit, so [`Engine::set_until`] can take it
+    /// further. E487/E488 when the snapshot is unusable; the scene's own errors as when it was
+    /// first loaded.
     pub fn restore(snapshot: &Snapshot) -> Result<Engine> {
         Engine::restore_with(snapshot, &KernelRegistry::default())
     }
@@ -293,6 +295,11 @@ impl Engine {
                 location: Location::Argument("snapshot".into()),
             })
         };
+        // A run that ended at its `until` is restored paused at the limit (so `set_until` can
+        // take it further; `run()` ends it there again): the fence is lifted while replaying,
+        // which changes nothing before it.
+        let until = engine.until();
+        engine.lift_until();
         for entry in &snapshot.journal {
             engine
                 .replay_steps(entry.steps)
@@ -304,6 +311,7 @@ impl Engine {
         engine
             .replay_steps(snapshot.steps)
             .map_err(|at| diverged(format!("the run stopped at step {at}")))?;
+        engine.restore_until(until);
         let next = engine.next_instant();
         if engine.state_digest() != snapshot.state || (next.tick, next.delta) != snapshot.next {
             return Err(diverged(

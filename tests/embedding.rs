@@ -58,17 +58,25 @@ fn probes_read_while_running() {
     let mut e = Engine::from_scene(&s, RunOptions::default()).unwrap();
     let mut seen = Vec::new();
     for t in [3, 7, 11, 15] {
-        assert_eq!(e.run_until(t), StepStatus::Running);
+        // The last token arrives at 15 and the run completes there.
+        let status = if t < 15 {
+            StepStatus::Running
+        } else {
+            StepStatus::Ended(Outcome::Completed)
+        };
+        assert_eq!(e.run_until(t), status);
         let p = e.probe("out").unwrap();
         seen.push((p.len(), *p.ticks.last().unwrap(), *p.values.last().unwrap()));
     }
-    assert_eq!(seen, vec![(1, 3, 1.0), (2, 7, 3.0), (3, 11, 5.0), (4, 15, 7.0)]);
+    assert_eq!(
+        seen,
+        vec![(1, 3, 1.0), (2, 7, 3.0), (3, 11, 5.0), (4, 15, 7.0)]
+    );
     let t = e.probe_token("out", 2).unwrap();
     assert_eq!((t.tick, t.seq, t.values), (11, 2, &[5.0f32][..]));
     assert_eq!(code(e.probe_token("out", 4).unwrap_err()), "E486");
     assert_eq!(code(e.probe_token("out", usize::MAX).unwrap_err()), "E486");
     assert_eq!(code(e.probe_token("gain", 0).unwrap_err()), "E485");
-    assert_eq!(e.run(), Outcome::Completed);
 }
 
 const INJECT: &str = r#"Scene(version: 1, name: "inject",
@@ -93,7 +101,10 @@ fn injected_tokens_flow_with_delays_and_back_pressure() {
     assert_eq!(e.run_until(100), StepStatus::Running);
     assert_eq!(e.earliest_injection(), 101);
     let p = e.probe("out").unwrap();
-    assert_eq!((p.ticks.clone(), p.values.clone()), (vec![5, 8, 15], vec![2.0, 4.0, 6.0]));
+    assert_eq!(
+        (p.ticks.clone(), p.values.clone()),
+        (vec![5, 8, 15], vec![2.0, 4.0, 6.0])
+    );
     assert_eq!(e.report().json["firings"]["cc"], 3);
     // Nothing has work and the input is open: the engine waits for the host, not quiescent.
     assert_eq!(e.outcome(), None);
@@ -145,9 +156,15 @@ fn inject_with_a_period_is_a_located_plan_error() {
         r#"Node(name: "cc", kernel: Inject)"#,
         r#"Node(name: "cc", kernel: Inject, period: Some(3))"#,
     );
-    let err = Engine::from_ron(&text, RunOptions::default()).err().unwrap();
+    let err = Engine::from_ron(&text, RunOptions::default())
+        .err()
+        .unwrap();
     let d = &err.diagnostics()[0];
-    assert_eq!((d.code, d.location.to_string()), ("E480", "nodes[0].period".to_string()));
+    assert_eq!(d.code, "E480");
+    assert_eq!(
+        d.location,
+        tapwheel::Location::ScenePath("nodes[0].period".into())
+    );
     assert_eq!(err.exit_code(), 2);
 }
 
@@ -190,7 +207,10 @@ fn symbols_slots_and_params_between_runs() {
     assert_eq!(e.report().plan_digest, plan_digest);
     assert_eq!(e.params()["gain.gain"], 10.0);
     // A bad value is refused and the engine keeps its run.
-    assert_eq!(code(e.set_param("gain.gain", f64::NAN).unwrap_err()), "E455");
+    assert_eq!(
+        code(e.set_param("gain.gain", f64::NAN).unwrap_err()),
+        "E455"
+    );
     assert_eq!(code(e.set_param("nobody.gain", 1.0).unwrap_err()), "E455");
     assert_eq!(e.outcome(), Some(Outcome::Completed));
     assert_eq!(e.probe("out").unwrap().len(), 4);
@@ -260,9 +280,12 @@ fn custom_kernels_and_hooks_with_injection_and_snapshots() {
     let mut reg = KernelRegistry::new();
     reg.register(BiasFactory).unwrap();
     // Every task goes to the last domain.
-    reg.register_hook("last", |_: &tapwheel::dispatch::TaskInfo<'_>, loads: &[tapwheel::dispatch::DomainLoad]| {
-        loads.len() as u32 - 1
-    })
+    reg.register_hook(
+        "last",
+        |_: &tapwheel::dispatch::TaskInfo<'_>, loads: &[tapwheel::dispatch::DomainLoad]| {
+            loads.len() as u32 - 1
+        },
+    )
     .unwrap();
     let text = r#"Scene(version: 1, name: "custom",
         nodes: [Node(name: "in", kernel: Inject),
@@ -279,7 +302,10 @@ fn custom_kernels_and_hooks_with_injection_and_snapshots() {
     e.run();
     assert_eq!(e.probe("out").unwrap().values, vec![1.25, 2.25]);
     assert_eq!(e.probe("out").unwrap().ticks, vec![3, 6]);
-    assert_eq!(e.report().json["dispatch"]["per_domain"][2]["tasks"], 2);
+    // The hook sent every task (2 injections, 2 Bias firings) to domain 2.
+    let per_domain = &e.report().json["dispatch"]["per_domain"];
+    let tasks: Vec<_> = (0..3).map(|d| per_domain[d]["tasks"].clone()).collect();
+    assert_eq!(tasks, vec![0, 0, 4]);
     // Restoring needs the registry again.
     assert!(Engine::restore(&snap).is_err());
     let mut back = Engine::restore_with(&snap, &reg).unwrap();
@@ -305,8 +331,14 @@ fn snapshots_restore_exactly_at_every_cut() {
             back.run();
             let got = back.report();
             assert_eq!(got.output_digest, reference.output_digest, "{file} @ {cut}");
-            assert_eq!(got.json["firings"], reference.json["firings"], "{file} @ {cut}");
-            assert_eq!(got.json["stalls"], reference.json["stalls"], "{file} @ {cut}");
+            assert_eq!(
+                got.json["firings"], reference.json["firings"],
+                "{file} @ {cut}"
+            );
+            assert_eq!(
+                got.json["stalls"], reference.json["stalls"],
+                "{file} @ {cut}"
+            );
             assert_eq!(got.end_tick, reference.end_tick, "{file} @ {cut}");
         }
     }
@@ -374,7 +406,8 @@ fn snapshots_keep_the_tape_and_the_temperatures() {
     let g = full.gradients().unwrap();
     let mut e = Engine::from_scene(&s, opts).unwrap();
     e.run_until(300);
-    let mut back = Engine::restore(&Snapshot::from_bytes(&e.snapshot().unwrap().to_bytes()).unwrap()).unwrap();
+    let mut back =
+        Engine::restore(&Snapshot::from_bytes(&e.snapshot().unwrap().to_bytes()).unwrap()).unwrap();
     back.run();
     assert_eq!(back.gradients().unwrap(), g);
 
@@ -405,11 +438,14 @@ fn cancelled_runs_snapshot_and_restore() {
 fn bad_snapshots_are_refused() {
     let s = scene("scenes/hello.ron");
     let mut e = Engine::from_scene(&s, RunOptions::default()).unwrap();
-    e.run_until(6);
+    e.run_until(9); // out has seen 1.0 (tick 3) and 3.0 (tick 7)
     let bytes = e.snapshot().unwrap().to_bytes();
     // Foreign, other version, corrupted (one byte of the body flipped), truncated.
     assert_eq!(code(Snapshot::from_bytes(b"").unwrap_err()), "E487");
-    assert_eq!(code(Snapshot::from_bytes(b"{\"json\": 1}\n").unwrap_err()), "E487");
+    assert_eq!(
+        code(Snapshot::from_bytes(b"{\"json\": 1}\n").unwrap_err()),
+        "E487"
+    );
     let text = String::from_utf8(bytes.clone()).unwrap();
     let v2 = text.replacen("TAPWHEEL-SNAPSHOT 1 ", "TAPWHEEL-SNAPSHOT 2 ", 1);
     let err = Snapshot::from_bytes(v2.as_bytes()).unwrap_err();
@@ -418,7 +454,10 @@ fn bad_snapshots_are_refused() {
     let last = flipped.len() - 2;
     flipped[last] ^= 1;
     assert_eq!(code(Snapshot::from_bytes(&flipped).unwrap_err()), "E487");
-    assert_eq!(code(Snapshot::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err()), "E487");
+    assert_eq!(
+        code(Snapshot::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err()),
+        "E487"
+    );
     // A consistent file whose scene was edited no longer replays to its state: E488.
     let (header, body) = text.split_once('\n').unwrap();
     let _ = header;
@@ -449,8 +488,14 @@ fn snapshot_files_round_trip() {
     snap.save(&path).unwrap();
     assert_eq!(Snapshot::load(&path).unwrap(), snap);
     assert_eq!(snap.steps(), e.steps());
-    assert_eq!(code(Snapshot::load(dir.join("missing")).unwrap_err()), "E105");
-    assert_eq!(code(snap.save(dir.join("no/such/dir/x")).unwrap_err()), "E489");
+    assert_eq!(
+        code(Snapshot::load(dir.join("missing")).unwrap_err()),
+        "E105"
+    );
+    assert_eq!(
+        code(snap.save(dir.join("no/such/dir/x")).unwrap_err()),
+        "E489"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -460,9 +505,15 @@ fn a_built_scene_runs_like_its_text() {
     let built = SceneBuilder::new("hello")
         .tick_hz(1000.0)
         .node(
-            NodeSpec::new("src", KernelSpec::Ramp { start: 0.0, step: 1.0 })
-                .period(4)
-                .count(4),
+            NodeSpec::new(
+                "src",
+                KernelSpec::Ramp {
+                    start: 0.0,
+                    step: 1.0,
+                },
+            )
+            .period(4)
+            .count(4),
         )
         .node(NodeSpec::new("gain", KernelSpec::Gain { gain: 2.0 }))
         .node(NodeSpec::new("bias", KernelSpec::Offset { value: 1.0 }))
@@ -479,4 +530,136 @@ fn a_built_scene_runs_like_its_text() {
     let mut back = Engine::restore(&e.snapshot().unwrap()).unwrap();
     assert_eq!(back.outcome(), Some(Outcome::Completed));
     assert_eq!(back.run(), Outcome::Completed);
+}
+
+mod common;
+
+#[test]
+fn cli_snapshot_then_resume_matches_the_uninterrupted_run() {
+    let whole_dir = common::out_dir("snap_whole");
+    let (code, out, err) = common::cli(&[
+        "run",
+        "scenes/thermal_throttle.ron",
+        "--out",
+        whole_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let whole = common::read_json(&whole_dir.join("report.json"));
+    for cut in ["3000", "17345", "29999"] {
+        let first = common::out_dir(&format!("snap_first_{cut}"));
+        let snap = first.join("run.twsnap");
+        std::fs::create_dir_all(&first).unwrap();
+        let (code, out, err) = common::cli(&[
+            "run",
+            "scenes/thermal_throttle.ron",
+            "--until",
+            cut,
+            "--out",
+            first.to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains(&format!("wrote {}", snap.display())), "{out}");
+        let second = common::out_dir(&format!("snap_second_{cut}"));
+        let (code, out, err) = common::cli(&[
+            "resume",
+            snap.to_str().unwrap(),
+            "--until",
+            "100000",
+            "--out",
+            second.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.starts_with(&format!("resumed {}", snap.display())),
+            "{out}"
+        );
+        let resumed = common::read_json(&second.join("report.json"));
+        for key in [
+            "outcome",
+            "output_digest",
+            "values_digest",
+            "end_tick",
+            "firings",
+            "thermal",
+        ] {
+            assert_eq!(resumed[key], whole[key], "{key} after a cut at {cut}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(second.join("probes/core_temp.csv")).unwrap(),
+            std::fs::read_to_string(whole_dir.join("probes/core_temp.csv")).unwrap()
+        );
+    }
+}
+
+#[test]
+fn cli_snapshot_errors() {
+    let dir = common::out_dir("snap_errors");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The --snapshot folder is checked before the run.
+    let (code, _, err) = common::cli(&[
+        "run",
+        "scenes/hello.ron",
+        "--out",
+        dir.to_str().unwrap(),
+        "--snapshot",
+        "/no/such/folder/x.twsnap",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("error[E106]") && err.contains("--snapshot"),
+        "{err}"
+    );
+    // A foreign file, a missing file, a corrupted snapshot.
+    let foreign = dir.join("foreign.twsnap");
+    std::fs::write(&foreign, "Scene(version: 1)\n").unwrap();
+    let (code, _, err) = common::cli(&["resume", foreign.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("error[E487]") && err.contains("not a tapwheel snapshot"),
+        "{err}"
+    );
+    let (code, _, err) = common::cli(&["resume", dir.join("missing").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("error[E105]"), "{err}");
+    let snap = dir.join("hello.twsnap");
+    let (code, _, err) = common::cli(&[
+        "run",
+        "scenes/hello.ron",
+        "--until",
+        "5",
+        "--out",
+        dir.to_str().unwrap(),
+        "--snapshot",
+        snap.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x20;
+    let bad = dir.join("bad.twsnap");
+    std::fs::write(&bad, &bytes).unwrap();
+    let (code, _, err) = common::cli(&["resume", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("error[E487]") && err.contains("corrupted"),
+        "{err}"
+    );
+    // --until before what the saved run processed.
+    let (code, _, err) = common::cli(&["resume", snap.to_str().unwrap(), "--until", "2"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("error[E483]") && err.contains("--until"),
+        "{err}"
+    );
+    // Without --until the resumed run keeps the saved limit.
+    let (code, out, err) = common::cli(&[
+        "resume",
+        snap.to_str().unwrap(),
+        "--out",
+        dir.join("again").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hello: limit_reached at tick 5"), "{out}");
 }

@@ -520,6 +520,14 @@ impl Engine {
         Ok(())
     }
 
+    pub(crate) fn lift_until(&mut self) {
+        self.until = None;
+    }
+
+    pub(crate) fn restore_until(&mut self, until: Option<u64>) {
+        self.until = until;
+    }
+
     pub(crate) fn origin(&self) -> &Origin {
         &self.origin
     }
