@@ -9,8 +9,8 @@
  *   TW_INTERNAL 1  a bug (a caught panic) or an environment failure; after a panic the engine
  *                  is poisoned: every call but tw_engine_reset / tw_engine_free returns 1
  *                  until tw_engine_reset succeeds;
- *   TW_INVALID  2  invalid input: a NULL pointer (E487), a string that is not UTF-8 (E488), a
- *                  probe buffer too small (E489), an invalid scene (E1xx, E2xx), an unknown
+ *   TW_INVALID  2  invalid input: a NULL pointer (E490), a string that is not UTF-8 (E491), a
+ *                  probe buffer too small (E492), an invalid scene (E1xx, E2xx), an unknown
  *                  probe (E485) or token (E486), an injection the engine refuses (E481-E484), a
  *                  bad symbol, slot or parameter;
  *   TW_DEADLOCK 3  the run ended in a deadlock;
@@ -116,9 +116,9 @@ size_t tw_engine_probe_tokens(const tw_engine *e, const char *probe);
  * count into `*len`. Returns 0.
  * `values == NULL && capacity == 0` asks for the size only: `*tick` and `*len` are stored, 0
  * is returned. Otherwise, when `capacity` is below the token's value count, only `*len` is
- * stored and 2 is returned (E489, naming the capacity needed).
+ * stored and 2 is returned (E492, naming the capacity needed).
  * 2 also for a NULL `tick`, `len` or `probe` or a NULL `values` with a non-zero capacity
- * (E487), an unknown probe (E485) and a token at or past the number recorded (E486); nothing
+ * (E490), an unknown probe (E485) and a token at or past the number recorded (E486); nothing
  * is written then. */
 int tw_engine_probe_read(const tw_engine *e, const char *probe, size_t token, uint64_t *tick,
                          float *values, size_t capacity, size_t *len);

@@ -29,7 +29,7 @@
 //! |---|---|---|
 //! | 0 | `TW_OK` | success; for `tw_engine_run_until`, also a run that paused at the tick, and a run that ended `completed`, `quiescent`, `limit` or `cancelled` |
 //! | 1 | `TW_INTERNAL` | a bug (a caught panic) or an environment failure; after a panic the engine is *poisoned*: every later call on it returns 1 until `tw_engine_reset` succeeds |
-//! | 2 | `TW_INVALID` | invalid input: a NULL pointer (E487), a string that is not UTF-8 (E488), a probe buffer too small (E489), an invalid or unreadable scene (E1xx, E2xx), an unknown probe (E485), a token past the end (E486), an injection the engine refuses (E481 not an open `Inject` input, E482–E484), a bad symbol, slot (E106) or parameter (E455) |
+//! | 2 | `TW_INVALID` | invalid input: a NULL pointer (E490), a string that is not UTF-8 (E491), a probe buffer too small (E492), an invalid or unreadable scene (E1xx, E2xx), an unknown probe (E485), a token past the end (E486), an injection the engine refuses (E481 not an open `Inject` input, E482–E484), a bad symbol, slot (E106) or parameter (E455) |
 //! | 3 | `TW_DEADLOCK` | the run ended in a deadlock (the message is the deadlock report) |
 //! | 4 | `TW_REFUSED` | a refusal (`R3xx`, exit 4), or the run ended `failed` (e.g. E403) |
 //!
@@ -200,9 +200,9 @@ fn invalid(code: &'static str, param: &str, message: String) -> Failure {
     .into()
 }
 
-/// E487: a NULL pointer where `func` needs one.
+/// E490: a NULL pointer where `func` needs one.
 fn null(func: &str, param: &str) -> Failure {
-    invalid("E487", param, format!("{func}: `{param}` is NULL"))
+    invalid("E490", param, format!("{func}: `{param}` is NULL"))
 }
 
 /// A message as a C string (a NUL inside it is written `\0`).
@@ -257,7 +257,7 @@ unsafe fn text<'a>(func: &str, param: &str, p: *const c_char) -> Result<&'a str,
     let c = unsafe { CStr::from_ptr(p) };
     c.to_str().map_err(|e| {
         invalid(
-            "E488",
+            "E491",
             param,
             format!(
                 "{func}: `{param}` is not valid UTF-8 (invalid byte at offset {})",
@@ -613,8 +613,8 @@ pub unsafe extern "C" fn tw_engine_probe_tokens(
 ///
 /// `values = NULL, capacity = 0` asks only for the size: `*tick` and `*len` are stored and 0 is
 /// returned. Otherwise a `capacity` below the token's value count writes nothing but `*len`
-/// and returns 2 (E489, naming the capacity needed). 2 also for a NULL `tick`, `len` or
-/// `probe` (or `values` with a non-zero capacity) (E487), an unknown probe (E485) and a token
+/// and returns 2 (E492, naming the capacity needed). 2 also for a NULL `tick`, `len` or
+/// `probe` (or `values` with a non-zero capacity) (E490), an unknown probe (E485) and a token
 /// at or past the number recorded (E486); nothing is written then.
 ///
 /// # Safety
@@ -651,7 +651,7 @@ pub unsafe extern "C" fn tw_engine_probe_read(
             // SAFETY: `len` is not NULL and the caller guarantees it is writable.
             unsafe { len.write(n) };
             return Err(invalid(
-                "E489",
+                "E492",
                 "capacity",
                 format!(
                     "{F}: token {token} of probe `{name}` has {n} values but `capacity` is \

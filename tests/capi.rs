@@ -644,7 +644,7 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
         "load_null_path",
         2,
         &[
-            "error[E487]: tw_engine_load: `scene_path` is NULL",
+            "error[E490]: tw_engine_load: `scene_path` is NULL",
             &loc("scene_path"),
         ],
     );
@@ -652,17 +652,17 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     check(
         "load_null_out",
         2,
-        &["error[E487]: tw_engine_load: `out` is NULL", &loc("out")],
+        &["error[E490]: tw_engine_load: `out` is NULL", &loc("out")],
     );
     check(
         "load_ron_null_out",
         2,
-        &["error[E487]: tw_engine_load_ron: `out` is NULL"],
+        &["error[E490]: tw_engine_load_ron: `out` is NULL"],
     );
     check(
         "load_not_utf8",
         2,
-        &["error[E488]: tw_engine_load: `scene_path` is not valid UTF-8"],
+        &["error[E491]: tw_engine_load: `scene_path` is not valid UTF-8"],
     );
     check("load_not_utf8_out_is_null", 1, &[]);
     check(
@@ -690,7 +690,7 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     );
     check("load_refused_out_is_null", 1, &[]);
     // A NULL engine.
-    let null_e = |f: &str| format!("error[E487]: {f}: `e` is NULL /   --> e");
+    let null_e = |f: &str| format!("error[E490]: {f}: `e` is NULL /   --> e");
     for (label, f) in [
         ("run_until_null", "tw_engine_run_until"),
         ("run_null", "tw_engine_run"),
@@ -712,7 +712,7 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     check(
         "probe_tokens_null_probe",
         0,
-        &["error[E487]: tw_engine_probe_tokens: `probe` is NULL"],
+        &["error[E490]: tw_engine_probe_tokens: `probe` is NULL"],
     );
     check(
         "probe_tokens_unknown",
@@ -726,17 +726,17 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     check(
         "probe_read_null_tick",
         2,
-        &["error[E487]: tw_engine_probe_read: `tick` is NULL"],
+        &["error[E490]: tw_engine_probe_read: `tick` is NULL"],
     );
     check(
         "probe_read_null_len",
         2,
-        &["error[E487]: tw_engine_probe_read: `len` is NULL"],
+        &["error[E490]: tw_engine_probe_read: `len` is NULL"],
     );
     check(
         "probe_read_null_probe",
         2,
-        &["error[E487]: tw_engine_probe_read: `probe` is NULL"],
+        &["error[E490]: tw_engine_probe_read: `probe` is NULL"],
     );
     check(
         "probe_read_unknown",
@@ -764,12 +764,12 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     check(
         "inject_null_values",
         2,
-        &["error[E487]: tw_engine_inject: `values` is NULL"],
+        &["error[E490]: tw_engine_inject: `values` is NULL"],
     );
     check(
         "inject_null_node",
         2,
-        &["error[E487]: tw_engine_inject: `node` is NULL"],
+        &["error[E490]: tw_engine_inject: `node` is NULL"],
     );
     check(
         "inject_short",
@@ -787,7 +787,7 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
         "probe_read_small",
         2,
         &[
-            "error[E489]: tw_engine_probe_read: token 0 of probe `out` has 2 values but `capacity` is 1: pass a buffer of at least 2 floats",
+            "error[E492]: tw_engine_probe_read: token 0 of probe `out` has 2 values but `capacity` is 1: pass a buffer of at least 2 floats",
             &loc("capacity"),
         ],
     );
@@ -797,7 +797,7 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     check(
         "probe_read_null_values",
         2,
-        &["error[E487]: tw_engine_probe_read: `values` is NULL"],
+        &["error[E490]: tw_engine_probe_read: `values` is NULL"],
     );
     check("probe_read", 0, &[]);
     check("probe_read_tick", 8, &[]);
@@ -827,7 +827,7 @@ fn misuse_from_c_gets_exact_codes_and_messages() {
     check(
         "set_symbol_null_name",
         2,
-        &["error[E487]: tw_engine_set_symbol: `name` is NULL"],
+        &["error[E490]: tw_engine_set_symbol: `name` is NULL"],
     );
     check("set_param", 0, &[]);
     check("probe_tokens_after_set_param", 0, &[]);
@@ -859,7 +859,7 @@ fn null_pointers_from_rust_are_code_2_never_a_crash() {
         assert!(e.is_null());
         assert_has(
             thread_error(),
-            &["error[E487]: tw_engine_load: `scene_path` is NULL"],
+            &["error[E490]: tw_engine_load: `scene_path` is NULL"],
         );
         assert_eq!(
             tw_engine_load(c"x.ron".as_ptr(), ptr::null_mut()),
@@ -869,7 +869,7 @@ fn null_pointers_from_rust_are_code_2_never_a_crash() {
         assert_eq!(tw_engine_run_until(ptr::null_mut(), 3), TW_INVALID);
         assert_has(
             thread_error(),
-            &["error[E487]: tw_engine_run_until: `e` is NULL", "--> e"],
+            &["error[E490]: tw_engine_run_until: `e` is NULL", "--> e"],
         );
         assert_eq!(tw_engine_probe_tokens(ptr::null(), c"out".as_ptr()), 0);
         assert_has(thread_error(), &["tw_engine_probe_tokens: `e` is NULL"]);
@@ -939,7 +939,7 @@ fn bad_strings_and_scenes_from_rust_carry_their_codes() {
         assert_has(
             thread_error(),
             &[
-                "error[E488]: tw_engine_load_ron: `ron_text` is not valid UTF-8 (invalid byte at offset 1)",
+                "error[E491]: tw_engine_load_ron: `ron_text` is not valid UTF-8 (invalid byte at offset 1)",
                 "--> ron_text",
             ],
         );
@@ -1001,7 +1001,7 @@ fn probes_from_rust_unknown_past_the_end_and_too_small() {
         read(e, c"out", 1, 1),
         (TW_INVALID, u64::MAX, vec![-99.0], 2)
     );
-    assert_has(engine_error(e), &["error[E489]", "at least 2 floats"]);
+    assert_has(engine_error(e), &["error[E492]", "at least 2 floats"]);
     // Past the end and unknown: nothing is written.
     assert_eq!(
         read(e, c"out", 2, 2),
