@@ -25,6 +25,10 @@ pub const DEFAULT_ARENA_LIMIT: usize = 4 << 30;
 /// The default limit of deltas per tick ([`RunOptions::max_deltas`]).
 pub const DEFAULT_MAX_DELTAS: u64 = 1 << 20;
 
+/// The default limit of memory the probe streams may hold ([`RunOptions::max_probe_bytes`]):
+/// 1 GiB.
+pub const DEFAULT_PROBE_LIMIT: usize = 1 << 30;
+
 /// The largest engine thread pool (`--threads`); more is a located error, not a thread storm.
 pub const MAX_THREADS: usize = 256;
 
@@ -84,6 +88,10 @@ pub struct RunOptions {
     /// [`Engine::trace`]: Chrome trace JSON, VCD, occupancy CSV (`--trace`, `--vcd`). Off
     /// (`None`), the engine holds no log and records nothing.
     pub record: Option<crate::trace::RecordOptions>,
+    /// The most bytes the probe streams may hold together (`--max-probe-bytes`; values, ticks
+    /// and sequence numbers: 4 bytes per value and 16 per token). A step that takes them past
+    /// it ends the run `failed` with E404; what was recorded before stays readable.
+    pub max_probe_bytes: usize,
 }
 
 impl Default for RunOptions {
@@ -101,6 +109,7 @@ impl Default for RunOptions {
             gradients: false,
             max_deltas: DEFAULT_MAX_DELTAS,
             record: None,
+            max_probe_bytes: DEFAULT_PROBE_LIMIT,
         }
     }
 }
@@ -133,6 +142,7 @@ pub struct Engine {
     until: Option<u64>,
     max_steps: Option<u64>,
     max_deltas: u64,
+    max_probe_bytes: usize,
     steps: u64,
     /// The instant the next step will process.
     next: Instant,
@@ -556,6 +566,7 @@ impl Engine {
             max_steps,
             // Deltas count in u32: the limit never lets them wrap.
             max_deltas: opts.max_deltas.clamp(1, u64::from(u32::MAX)),
+            max_probe_bytes: opts.max_probe_bytes,
             steps: 0,
             next: Instant::ZERO,
             last_processed: None,
@@ -826,6 +837,17 @@ impl Engine {
             self.failure = Some(f);
             return self.end(Outcome::Failed);
         }
+        let probe_bytes = self.probe_bytes();
+        if probe_bytes > self.max_probe_bytes {
+            self.failure = Some(Diagnostic::nowhere(
+                "E404",
+                format!(
+                    "the probe streams hold {probe_bytes} bytes after tick {}, more than the limit of {} (--max-probe-bytes): record less (fewer or shorter runs, `until`) or raise the limit",
+                    now.tick, self.max_probe_bytes
+                ),
+            ));
+            return self.end(Outcome::Failed);
+        }
         if ipls && fired && now.delta > 0 {
             self.extra_deltas += 1;
         }
@@ -989,6 +1011,19 @@ impl Engine {
             .streams
             .iter()
             .find(|p| p.name == name)
+    }
+
+    /// The bytes the probe streams hold: 4 per value, 16 per token (tick and sequence number).
+    pub fn probe_bytes(&self) -> usize {
+        self.probes()
+            .iter()
+            .map(|p| {
+                p.values
+                    .len()
+                    .saturating_mul(4)
+                    .saturating_add(p.seqs.len().saturating_mul(16))
+            })
+            .fold(0, usize::saturating_add)
     }
 
     /// Every probe stream, in plan order.

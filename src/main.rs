@@ -205,6 +205,9 @@ enum Command {
         /// Byte limit of the token arena.
         #[arg(long, default_value_t = tapwheel::engine::DEFAULT_ARENA_LIMIT)]
         max_arena_bytes: usize,
+        /// Byte limit of the probe streams (E404 past it).
+        #[arg(long, default_value_t = tapwheel::engine::DEFAULT_PROBE_LIMIT)]
+        max_probe_bytes: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         #[command(flatten)]
@@ -390,6 +393,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             trace_max_events,
             snapshot,
             max_arena_bytes,
+            max_probe_bytes,
             format,
             tables,
         } => {
@@ -425,6 +429,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 params: tables.params()?,
                 gradients: false,
                 max_deltas,
+                max_probe_bytes,
                 record: (trace.is_some() || vcd.is_some()).then_some(
                     tapwheel::trace::RecordOptions {
                         max_events: trace_max_events,

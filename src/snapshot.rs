@@ -90,6 +90,7 @@ pub(crate) struct SavedOptions {
     gradients: bool,
     max_deltas: u64,
     record: Option<usize>,
+    max_probe_bytes: u64,
 }
 
 impl SavedOptions {
@@ -107,6 +108,7 @@ impl SavedOptions {
             gradients: o.gradients,
             max_deltas: o.max_deltas,
             record: o.record.map(|r| r.max_events),
+            max_probe_bytes: o.max_probe_bytes as u64,
         }
     }
 
@@ -126,8 +128,14 @@ impl SavedOptions {
             record: self
                 .record
                 .map(|max_events| crate::trace::RecordOptions { max_events }),
+            max_probe_bytes: usize::try_from(self.max_probe_bytes).unwrap_or(usize::MAX),
         }
     }
+}
+
+/// The digest a snapshot header gives for `body`: BLAKE3, lowercase hex.
+pub fn body_digest(body: &[u8]) -> String {
+    blake3::hash(body).to_hex().to_string()
 }
 
 fn corrupt(message: impl Into<String>) -> Error {
@@ -154,10 +162,15 @@ impl Snapshot {
         &self.scene
     }
 
+    /// The run options the saved run used (with every `set_*` the host made).
+    pub fn run_options(&self) -> RunOptions {
+        self.options.options()
+    }
+
     /// The file form: the header line, then the JSON body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = serde_json::to_vec(self).unwrap_or_default();
-        let digest = blake3::hash(&body).to_hex();
+        let digest = body_digest(&body);
         let mut out = format!("{SNAPSHOT_MAGIC} {SNAPSHOT_VERSION} {digest}\n").into_bytes();
         out.extend_from_slice(&body);
         out
@@ -192,7 +205,7 @@ impl Snapshot {
         }
         let digest = words.next().unwrap_or_default();
         let body = &bytes[newline + 1..];
-        if blake3::hash(body).to_hex().as_str() != digest {
+        if body_digest(body) != digest {
             return Err(corrupt(
                 "the snapshot is corrupted: its body does not match the digest in its header",
             ));

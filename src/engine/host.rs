@@ -285,6 +285,20 @@ impl Engine {
     /// still written; then it finishes and closes its channel (§4), so the graph can end.
     /// Closing a closed input does nothing. E481 for a node that is not an `Inject` node, E484
     /// once the run has ended.
+    ///
+    /// ```
+    /// use tapwheel::{Engine, Outcome, RunOptions, StepStatus};
+    /// let mut e = Engine::from_ron(r#"Scene(version: 1, name: "c",
+    ///     nodes: [Node(name: "in", kernel: Inject), Node(name: "out", kernel: Probe)],
+    ///     edges: [Edge(from: "in.out", to: "out.in")])"#, RunOptions::default()).unwrap();
+    /// e.inject("in", 3, &[7.0]).unwrap();
+    /// // Open and idle after tick 3: the engine waits for the host instead of ending.
+    /// assert_eq!(e.run_until(50), StepStatus::Running);
+    /// e.close_input("in").unwrap();
+    /// assert_eq!(e.open_inputs(), Vec::<&str>::new());
+    /// assert_eq!(e.run_until(60), StepStatus::Ended(Outcome::Completed));
+    /// assert_eq!(e.report().end_tick, 51); // closed at the first tick after the pause
+    /// ```
     pub fn close_input(&mut self, node: &str) -> Result<()> {
         let entity = match self.open_input(node) {
             Ok((_, e)) => e,
@@ -422,6 +436,22 @@ impl Engine {
     /// Starts a new run from tick 0 with the same plan and options: probes, statistics, kernel
     /// state and the clock start over; parameters, slots and symbols set with `set_*` stay.
     /// The plan is not recompiled (`plan_digest` is unchanged).
+    ///
+    /// ```
+    /// use tapwheel::{Engine, Outcome, RunOptions};
+    /// let mut e = Engine::from_ron(r#"Scene(version: 1, name: "r",
+    ///     nodes: [Node(name: "a", kernel: Ramp(start: 1.0, step: 1.0), period: Some(2), count: Some(3)),
+    ///             Node(name: "g", kernel: Gain(gain: 1.0)), Node(name: "out", kernel: Probe)],
+    ///     edges: [Edge(from: "a.out", to: "g.in"), Edge(from: "g.out", to: "out.in")])"#,
+    ///     RunOptions::default()).unwrap();
+    /// e.set_param("g.gain", 3.0).unwrap(); // a new run with gain 3
+    /// e.run();
+    /// e.reset().unwrap();                   // again from tick 0, still with gain 3
+    /// assert_eq!(e.probe("out").unwrap().len(), 0);
+    /// assert_eq!(e.run(), Outcome::Completed);
+    /// assert_eq!(e.probe("out").unwrap().values, vec![3.0, 6.0, 9.0]);
+    /// assert_eq!(e.set_slot(300, 1).err().unwrap().diagnostics()[0].code, "E106");
+    /// ```
     pub fn reset(&mut self) -> Result<()> {
         let mut fresh = Engine::spawn(self.origin.clone())?;
         // A cancel handle handed out before stays valid for the new run.
@@ -494,7 +524,20 @@ impl Engine {
     }
 
     /// Moves the run's last tick (`until`) to `tick`: a paused or restored run then goes on
-    /// to it. E484 once the run has ended.
+    /// to it. E484 once the run has ended, E483 before the last processed tick.
+    ///
+    /// ```
+    /// use tapwheel::{Engine, Outcome, RunOptions};
+    /// let mut e = Engine::from_ron(r#"Scene(version: 1, name: "u",
+    ///     nodes: [Node(name: "a", kernel: Const(value: 1.0), period: Some(10)),
+    ///             Node(name: "out", kernel: Probe)],
+    ///     edges: [Edge(from: "a.out", to: "out.in")])"#,
+    ///     RunOptions { until: Some(25), ..Default::default() }).unwrap();
+    /// e.run_until(12);
+    /// e.set_until(45).unwrap();
+    /// assert_eq!(e.run(), Outcome::LimitReached);
+    /// assert_eq!(e.probe("out").unwrap().ticks, vec![0, 10, 20, 30, 40]);
+    /// ```
     pub fn set_until(&mut self, tick: u64) -> Result<()> {
         if self.outcome.is_some() {
             return Err(host_error(

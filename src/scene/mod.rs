@@ -114,6 +114,10 @@ fn ron_diagnostic(e: &ron::error::SpannedError, origin: &str) -> Diagnostic {
             s => s.to_string(),
         };
     }
+    if let R::ExceededRecursionLimit = &e.code {
+        // The parser's depth limit keeps hostile input from overflowing the stack.
+        message = "the value nests too deeply (no scene field nests more than a few levels)".into();
+    }
     Diagnostic {
         code,
         message,
