@@ -183,6 +183,10 @@ pub enum StallOn {
     Watermark(usize),
 }
 
+/// Channel indices a readiness check names. Inline up to two: every waiting node is evaluated
+/// every step, and a heap allocation per evaluation was a tenth of the run time.
+pub type ChannelList = smallvec::SmallVec<[usize; 2]>;
+
 /// The outcome of checking §4 conditions 1–4 for a node at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Readiness {
@@ -192,11 +196,11 @@ pub struct Readiness {
     /// A source that is not due (condition 4 fails): waiting for time, not stalled.
     pub not_due: bool,
     /// Mandatory inputs lacking demanded tokens (condition 2).
-    pub lacking_inputs: Vec<usize>,
+    pub lacking_inputs: ChannelList,
     /// Block channels lacking room for the maximum production (condition 3).
-    pub lacking_outputs: Vec<usize>,
+    pub lacking_outputs: ChannelList,
     /// Those of `lacking_outputs` held by a `Data` watermark rather than by capacity.
-    pub watermark_outputs: Vec<usize>,
+    pub watermark_outputs: ChannelList,
 }
 
 impl Readiness {
@@ -350,7 +354,7 @@ impl NodeRuntime {
             None => MAX_IN_FLIGHT.saturating_sub(in_flight),
         };
         let not_due = wiring.is_source && (self.remaining == Some(0) || self.next_due > now.tick);
-        let lacking_inputs: Vec<usize> = wiring
+        let lacking_inputs: ChannelList = wiring
             .inputs
             .iter()
             .zip(self.views.iter().zip(&self.demand))
@@ -363,8 +367,8 @@ impl NodeRuntime {
                     .or(p.channel)
             })
             .collect();
-        let mut lacking_outputs = Vec::new();
-        let mut watermark_outputs = Vec::new();
+        let mut lacking_outputs = ChannelList::new();
+        let mut watermark_outputs = ChannelList::new();
         for port in &wiring.outputs {
             for oc in &port.channels {
                 let r = arena.ring(oc.channel);
@@ -644,6 +648,36 @@ pub struct OpenStall {
     pub since: u64,
 }
 
+/// Stall counts of one node or channel by reason: dense and short (a node waits for few
+/// reasons), so closing a stall — which happens every tick for a node in a busy pipeline — is a
+/// vector index and a short scan instead of map look-ups.
+pub type StallCounts = smallvec::SmallVec<[(StallReason, StallCount); 2]>;
+
+fn stall_count(lists: &mut Vec<StallCounts>, i: usize, reason: StallReason) -> &mut StallCount {
+    if lists.len() <= i {
+        lists.resize_with(i + 1, StallCounts::new);
+    }
+    let list = &mut lists[i];
+    let k = match list.iter().position(|(r, _)| *r == reason) {
+        Some(k) => k,
+        None => {
+            list.push((reason, StallCount::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[k].1
+}
+
+fn sorted_counts(
+    lists: &[StallCounts],
+) -> impl Iterator<Item = (usize, StallReason, StallCount)> + '_ {
+    lists.iter().enumerate().flat_map(|(i, list)| {
+        let mut v: Vec<(StallReason, StallCount)> = list.to_vec();
+        v.sort_by_key(|(r, _)| *r);
+        v.into_iter().map(move |(r, c)| (i, r, c))
+    })
+}
+
 /// Run statistics.
 #[derive(Resource, Debug, Clone, Default)]
 pub struct Stats {
@@ -652,10 +686,13 @@ pub struct Stats {
     /// Latest completion tick of any task (probe firings excluded).
     pub makespan: u64,
     pub open_stalls: Vec<Option<OpenStall>>,
-    /// `(node, reason)` → counts.
-    pub node_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
-    /// `(channel, reason)` → counts.
-    pub channel_stalls: std::collections::BTreeMap<(usize, StallReason), StallCount>,
+    /// Instants each node's open stall has lasted so far; added to the counts when it closes
+    /// (one array increment per stalled node and instant instead of three map look-ups).
+    pub open_instants: Vec<u64>,
+    /// By node: `reason` → counts (a short list; [`Stats::node_stall_counts`] sorts it).
+    pub node_stalls: Vec<StallCounts>,
+    /// By channel: `reason` → counts ([`Stats::channel_stall_counts`]).
+    pub channel_stalls: Vec<StallCounts>,
     /// Gate → `GATE_WAIT` counts of its members.
     pub gate_stalls: std::collections::BTreeMap<usize, StallCount>,
     /// Channel → `CHANNEL_FULL_WAIT` counts of its producer held by a `Data` watermark.
@@ -700,8 +737,21 @@ impl Stats {
             firings: vec![0; nodes],
             completed: vec![0; nodes],
             open_stalls: vec![None; nodes],
+            open_instants: vec![0; nodes],
             ..Default::default()
         }
+    }
+
+    /// Every node's stall counts, by node index then reason.
+    pub fn node_stall_counts(&self) -> impl Iterator<Item = (usize, StallReason, StallCount)> + '_ {
+        sorted_counts(&self.node_stalls)
+    }
+
+    /// Every channel's stall counts, by channel index then reason.
+    pub fn channel_stall_counts(
+        &self,
+    ) -> impl Iterator<Item = (usize, StallReason, StallCount)> + '_ {
+        sorted_counts(&self.channel_stalls)
     }
 
     /// Records node `n`'s stall state at instant `now` (called once per processed instant).
@@ -718,19 +768,17 @@ impl Stats {
                 });
             }
         }
-        if let Some((reason, on)) = stall {
-            self.node_stalls.entry((n, reason)).or_default().instants += 1;
-            self.subject_stall(on, reason).instants += 1;
-            if let StallOn::Watermark(c) = on {
-                self.watermark_stalls.entry(c).or_default().instants += 1;
-            }
+        if stall.is_some()
+            && let Some(k) = self.open_instants.get_mut(n)
+        {
+            *k += 1;
         }
     }
 
     fn subject_stall(&mut self, on: StallOn, reason: StallReason) -> &mut StallCount {
         match on {
             StallOn::Channel(c) | StallOn::Watermark(c) => {
-                self.channel_stalls.entry((c, reason)).or_default()
+                stall_count(&mut self.channel_stalls, c, reason)
             }
             StallOn::Gate(g) => self.gate_stalls.entry(g).or_default(),
             other => self.resource_stalls.entry((other, reason)).or_default(),
@@ -741,15 +789,19 @@ impl Stats {
     pub fn close_stall(&mut self, n: usize, tick: u64) {
         if let Some(o) = self.open_stalls[n].take() {
             let d = tick.saturating_sub(o.since);
-            let e = self.node_stalls.entry((n, o.reason)).or_default();
+            let k = self.open_instants.get_mut(n).map_or(0, std::mem::take);
+            let e = stall_count(&mut self.node_stalls, n, o.reason);
             e.ticks += d;
+            e.instants += k;
             e.longest_ticks = e.longest_ticks.max(d);
             let c = self.subject_stall(o.on, o.reason);
             c.ticks += d;
+            c.instants += k;
             c.longest_ticks = c.longest_ticks.max(d);
             if let StallOn::Watermark(ch) = o.on {
                 let w = self.watermark_stalls.entry(ch).or_default();
                 w.ticks += d;
+                w.instants += k;
                 w.longest_ticks = w.longest_ticks.max(d);
             }
         }

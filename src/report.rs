@@ -136,21 +136,21 @@ impl Report {
             }
         }
         let mut by_node = Map::new();
-        for (&(n, reason), c) in &stats.node_stalls {
+        for (n, reason, c) in stats.node_stall_counts() {
             let entry = by_node
                 .entry(plan.nodes[n].name.clone())
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(m) = entry {
-                m.insert(reason.code().to_string(), stall_json(c));
+                m.insert(reason.code().to_string(), stall_json(&c));
             }
         }
         let mut by_channel = Map::new();
-        for (&(ch, reason), c) in &stats.channel_stalls {
+        for (ch, reason, c) in stats.channel_stall_counts() {
             let entry = by_channel
                 .entry(plan.channels[ch].name.clone())
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(m) = entry {
-                m.insert(reason.code().to_string(), stall_json(c));
+                m.insert(reason.code().to_string(), stall_json(&c));
             }
         }
         let mut by_gate = Map::new();

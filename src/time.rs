@@ -85,9 +85,17 @@ pub enum Event {
 }
 
 /// Future ticks with work, ordered by `(tick, event)` so equal ticks pop deterministically.
+///
+/// Completions carry a node and live in a binary heap. Wakes carry nothing, so one per tick is
+/// enough: a busy graph writes a token per channel per tick, all waking the same few ticks, and
+/// a sorted set of ticks turns those pushes into look-ups (14 % less run time on a 1000-node
+/// delayed chain than one heap entry per token; docs/performance.md).
 #[derive(Debug, Clone, Default)]
 pub struct EventQueue {
     heap: BinaryHeap<Reverse<(u64, Event)>>,
+    wakes: std::collections::BTreeSet<u64>,
+    /// The last wake pushed: consecutive writes usually wake the same tick.
+    last_wake: Option<u64>,
 }
 
 impl EventQueue {
@@ -96,12 +104,21 @@ impl EventQueue {
     }
 
     pub fn push_wake(&mut self, tick: u64) {
-        self.heap.push(Reverse((tick, Event::Wake)));
+        if self.last_wake == Some(tick) {
+            return;
+        }
+        self.last_wake = Some(tick);
+        self.wakes.insert(tick);
     }
 
     /// The earliest tick with an event, if any.
     pub fn next_tick(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        let completion = self.heap.peek().map(|Reverse((t, _))| *t);
+        let wake = self.wakes.first().copied();
+        match (completion, wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes every event at or before `tick`, appending completions (in node order) to `out`.
@@ -111,23 +128,29 @@ impl EventQueue {
                 break;
             }
             self.heap.pop();
-            if let Event::Completion { .. } = e {
-                out.push(e);
-            }
+            out.push(e);
+        }
+        while self.wakes.first().is_some_and(|&t| t <= tick) {
+            self.wakes.pop_first();
+        }
+        if self.last_wake.is_some_and(|t| t <= tick) {
+            self.last_wake = None;
         }
     }
 
+    /// Pending events (wakes counted once per tick).
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.wakes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.heap.is_empty() && self.wakes.is_empty()
     }
 
     /// Every pending event, sorted (for snapshots and reports).
     pub fn sorted(&self) -> Vec<(u64, Event)> {
         let mut v: Vec<_> = self.heap.iter().map(|Reverse(x)| *x).collect();
+        v.extend(self.wakes.iter().map(|&t| (t, Event::Wake)));
         v.sort();
         v
     }
