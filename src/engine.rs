@@ -855,7 +855,10 @@ impl Engine {
         // otherwise (and always under `Kpn`) a change means another delta. Termination is only
         // ever decided after a step that changed nothing, so every node's readiness is fresh.
         let next_event = self.world.resource::<Events>().0.next_tick();
-        if changed && (!ipls || pending || next_event.is_none()) {
+        // An event at this very tick (only a delay or latency saturating at the last tick makes
+        // one) is taken in the next delta, never by processing delta 0 again.
+        let at_this_tick = next_event.is_some_and(|t| t <= now.tick);
+        if (changed && (!ipls || pending || next_event.is_none())) || at_this_tick {
             if u64::from(now.delta) + 1 >= self.max_deltas {
                 self.failure = Some(Diagnostic::nowhere(
                     "E403",

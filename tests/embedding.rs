@@ -692,3 +692,42 @@ fn the_readme_example_runs() -> Result<(), tapwheel::Error> {
     assert_eq!(e.probe("out").unwrap().len(), 0);
     Ok(())
 }
+
+#[test]
+fn extreme_ticks_never_panic() {
+    let far = u64::MAX - 100;
+    let mut e = Engine::from_ron(INJECT, RunOptions::default()).unwrap();
+    e.inject("cc", far, &[1.0]).unwrap();
+    e.inject("cc", far + 50, &[2.0]).unwrap();
+    assert_eq!(e.run_until(far + 10), StepStatus::Running);
+    assert_eq!(e.probe("out").unwrap().ticks, vec![far + 5]);
+    assert_eq!(e.run(), Outcome::Completed);
+    assert_eq!(e.probe("out").unwrap().ticks, vec![far + 5, far + 55]);
+    // Pausing at the last tick, then closing: the run ends there.
+    let mut e = Engine::from_ron(INJECT, RunOptions::default()).unwrap();
+    assert_eq!(e.run_until(u64::MAX), StepStatus::Running);
+    assert_eq!(e.earliest_injection(), u64::MAX);
+    e.close_input("cc").unwrap();
+    assert_eq!(e.run_until(u64::MAX), StepStatus::Ended(Outcome::Completed));
+    // Work whose delay and latency would pass the last tick saturates there; the run ends with
+    // a typed failure (E403), never a panic or a hang.
+    let mut e = Engine::from_ron(
+        INJECT,
+        RunOptions {
+            max_deltas: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    e.inject("cc", u64::MAX - 1, &[1.0]).unwrap();
+    let outcome = e.run();
+    assert!(
+        matches!(outcome, Outcome::Completed | Outcome::Failed),
+        "{outcome:?}"
+    );
+    // Values are data: NaN flows like any number.
+    let mut e = Engine::from_ron(INJECT, RunOptions::default()).unwrap();
+    e.inject("cc", 0, &[f32::NAN]).unwrap();
+    assert_eq!(e.run(), Outcome::Completed);
+    assert!(e.probe("out").unwrap().values[0].is_nan());
+}
