@@ -12,8 +12,12 @@
 //! measured again, interleaved, and the simulated cycles per wall-clock second (goal ≥ 100 M) and
 //! the CycleSim/Reference wall-time ratio (the model's overhead) are printed.
 //!
-//! `backward` (SPEC §17): a 64-node audio chain ([`dsp_chain`]: a stereo sine in 64-frame blocks
-//! through Biquad → OnePole → Gain sections, repeated, into a probe with `loss: Sum`). Timed:
+//! The scenes are built by `tapwheel::bench` (one definition, shared with `tapwheel bench` and
+//! `benches/workloads.rs`).
+//!
+//! `backward` (SPEC §17): a 64-node audio chain (`tapwheel::bench::dsp_chain`: a stereo sine in
+//! 64-frame blocks through Biquad → OnePole → Gain sections, repeated, into a probe with
+//! `loss: Sum`). Timed:
 //! the forward run without a tape, the forward run recording the tape (`gradients: true`), and
 //! the backward pass alone (`Engine::gradients()` on an engine whose taped run is untimed
 //! setup). Engine construction is untimed in all three. After criterion, the three are measured
@@ -21,117 +25,17 @@
 
 use criterion::{BatchSize, Criterion, criterion_group};
 use std::hint::black_box;
-use tapwheel::scene::{DeviceSpec, ScheduleSpec};
+use tapwheel::bench::{
+    BACKWARD_BLOCKS, BACKWARD_NODES, backward_engine, backward_scene, chain, gemm_plans, wide,
+};
+use tapwheel::scene::ScheduleSpec;
 use tapwheel::{Engine, Plan, RunOptions, Scene};
-
-fn chain(n: usize, tokens: u64) -> String {
-    let mut nodes = vec![format!(
-        r#"Node(name: "src", kernel: Ramp(start: 0.0, step: 1.0), period: 1, count: {tokens})"#
-    )];
-    let mut edges = Vec::new();
-    let mut prev = "src".to_string();
-    for i in 0..n {
-        nodes.push(format!(r#"Node(name: "g{i}", kernel: Gain(gain: 1.0))"#));
-        edges.push(format!(
-            r#"Edge(from: "{prev}.out", to: "g{i}.in", delay: 1)"#
-        ));
-        prev = format!("g{i}");
-    }
-    nodes.push(r#"Node(name: "out", kernel: Probe)"#.into());
-    edges.push(format!(r#"Edge(from: "{prev}.out", to: "out.in")"#));
-    format!(
-        "Scene(version: 1, name: \"chain\", nodes: [{}], edges: [{}])",
-        nodes.join(","),
-        edges.join(",")
-    )
-}
-
-/// `n` differentiable audio nodes in a chain, cycling Biquad (low-pass, cutoff varying by node)
-/// → OnePole → Gain, between a stereo 440 Hz sine firing `blocks` 64-frame blocks and a probe;
-/// the loss is the sum of the probe's samples.
-fn dsp_chain(n: usize, blocks: u64) -> String {
-    let mut nodes = vec![format!(
-        r#"Node(name: "src", kernel: Sine(freq_hz: 440.0, amp: 0.5, phase: 0.0), period: 64, count: {blocks})"#
-    )];
-    let mut edges = Vec::new();
-    let mut prev = "src".to_string();
-    for i in 0..n {
-        let kernel = match i % 3 {
-            0 => format!(
-                "Biquad(mode: Lowpass, cutoff_hz: {:.1}, q: 0.707, gain_db: 0.0)",
-                2000.0 + 100.0 * i as f64
-            ),
-            1 => "OnePole(coeff: 0.9)".to_string(),
-            _ => "Gain(gain: 1.01)".to_string(),
-        };
-        nodes.push(format!(r#"Node(name: "n{i}", kernel: {kernel})"#));
-        edges.push(format!(r#"Edge(from: "{prev}.out", to: "n{i}.in")"#));
-        prev = format!("n{i}");
-    }
-    nodes.push(r#"Node(name: "out", kernel: Probe)"#.into());
-    edges.push(format!(r#"Edge(from: "{prev}.out", to: "out.in")"#));
-    format!(
-        "Scene(version: 1, name: \"dsp_chain\", tick_hz: 48000.0, defaults: (shape: (batch: 1, channels: 2, frames: 64)), nodes: [{}], edges: [{}], loss: Some(Sum(probe: \"out\")))",
-        nodes.join(","),
-        edges.join(",")
-    )
-}
-
-/// Nodes and blocks of the `backward` workload.
-const BACKWARD_NODES: usize = 64;
-const BACKWARD_BLOCKS: u64 = 32;
-
-fn backward_scene() -> Scene {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Scene::parse(
-        &dsp_chain(BACKWARD_NODES, BACKWARD_BLOCKS),
-        "dsp_chain",
-        root,
-    )
-    .expect("scene")
-}
-
-fn backward_engine(scene: &Scene, gradients: bool) -> Engine {
-    Engine::from_scene(
-        scene,
-        RunOptions {
-            gradients,
-            ..RunOptions::default()
-        },
-    )
-    .expect("plan")
-}
 
 /// A taped engine whose run has ended (the backward pass's input).
 fn taped_run(scene: &Scene) -> Engine {
-    let mut e = backward_engine(scene, true);
+    let mut e = backward_engine(scene, true).expect("plan");
     assert_eq!(e.run(), tapwheel::Outcome::Completed);
     e
-}
-
-/// `lanes` stereo Biquad → Gain → Probe lanes on 64-frame blocks, fed by one oscillator that
-/// fires `blocks` times.
-fn wide(lanes: usize, blocks: u64) -> String {
-    let mut nodes = vec![format!(
-        r#"Node(name: "osc", kernel: Sine(freq_hz: 440.0, amp: 0.5, phase: 0.0), period: 64, count: {blocks})"#
-    )];
-    let mut edges = Vec::new();
-    for i in 0..lanes {
-        let cutoff = 100.0 + 50.0 * i as f64;
-        nodes.push(format!(
-            r#"Node(name: "lp{i}", kernel: Biquad(mode: Lowpass, cutoff_hz: {cutoff:.1}, q: 0.707, gain_db: 0.0))"#
-        ));
-        nodes.push(format!(r#"Node(name: "g{i}", kernel: Gain(gain: 0.5))"#));
-        nodes.push(format!(r#"Node(name: "p{i}", kernel: Probe)"#));
-        edges.push(format!(r#"Edge(from: "osc.out", to: "lp{i}.in")"#));
-        edges.push(format!(r#"Edge(from: "lp{i}.out", to: "g{i}.in")"#));
-        edges.push(format!(r#"Edge(from: "g{i}.out", to: "p{i}.in")"#));
-    }
-    format!(
-        "Scene(version: 1, name: \"wide\", tick_hz: 48000.0, defaults: (shape: (batch: 1, channels: 2, frames: 64)), nodes: [{}], edges: [{}])",
-        nodes.join(","),
-        edges.join(",")
-    )
 }
 
 /// The wide-graph variants: label, schedule, threads.
@@ -187,12 +91,12 @@ fn bench(c: &mut Criterion) {
 }
 
 fn bench_backward(c: &mut Criterion) {
-    let scene = backward_scene();
+    let scene = backward_scene().expect("scene");
     let mut group = c.benchmark_group("backward");
     for (label, gradients) in [("forward", false), ("forward_taped", true)] {
         group.bench_function(label, |b| {
             b.iter_batched(
-                || backward_engine(&scene, gradients),
+                || backward_engine(&scene, gradients).expect("plan"),
                 |mut e| {
                     black_box(e.run());
                     e
@@ -220,17 +124,17 @@ fn bench_backward(c: &mut Criterion) {
 /// the per-round ratios.
 fn backward_ratio() {
     const RUNS: usize = 41;
-    let scene = backward_scene();
+    let scene = backward_scene().expect("scene");
     // [forward, taped forward, backward]
     let mut times: [Vec<f64>; 3] = Default::default();
     let mut tape = (0, 0);
     for round in 0..RUNS + 2 {
-        let mut e = backward_engine(&scene, false);
+        let mut e = backward_engine(&scene, false).expect("plan");
         let t = std::time::Instant::now();
         black_box(e.run());
         let fwd = t.elapsed().as_secs_f64();
         drop(e);
-        let mut e = backward_engine(&scene, true);
+        let mut e = backward_engine(&scene, true).expect("plan");
         let t = std::time::Instant::now();
         black_box(e.run());
         let taped = t.elapsed().as_secs_f64();
@@ -279,26 +183,6 @@ fn backward_ratio() {
     );
 }
 
-/// The batched-GEMM scene planned for CycleSim (`builtin:a2a3`) and for Reference, in that order.
-fn gemm_plans() -> [(&'static str, Plan); 2] {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let scene = Scene::load(root.join("scenes/pto/batched_gemm.ron")).expect("scene");
-    let on = |device: DeviceSpec| {
-        let mut s = scene.clone();
-        s.spec.device = device;
-        Plan::compile(&s).expect("plan")
-    };
-    [
-        (
-            "cyclesim",
-            on(DeviceSpec::CycleSim {
-                profile: "builtin:a2a3".into(),
-            }),
-        ),
-        ("reference", on(DeviceSpec::Reference)),
-    ]
-}
-
 /// One timed iteration: engine construction from an (untimed) plan clone, then the run.
 fn gemm_run(plan: Plan) -> Engine {
     let mut e = Engine::new(plan, RunOptions::default()).expect("engine");
@@ -308,7 +192,7 @@ fn gemm_run(plan: Plan) -> Engine {
 
 fn bench_cyclesim(c: &mut Criterion) {
     let mut group = c.benchmark_group("cyclesim");
-    for (label, plan) in gemm_plans() {
+    for (label, plan) in gemm_plans().expect("plans") {
         group.bench_function(format!("batched_gemm_{label}"), |b| {
             b.iter_batched(|| plan.clone(), gemm_run, BatchSize::SmallInput)
         });
@@ -320,7 +204,7 @@ fn bench_cyclesim(c: &mut Criterion) {
 /// of `RUNS`); prints the simulated cycles per wall-clock second and the overhead ratio.
 fn cyclesim_rate() {
     const RUNS: usize = 200;
-    let plans = gemm_plans();
+    let plans = gemm_plans().expect("plans");
     let mut best = [f64::INFINITY; 2];
     let mut best_run_only = [f64::INFINITY; 2];
     let mut cycles = 0u64;

@@ -25,6 +25,7 @@
 
 pub mod adapters;
 pub mod arena;
+pub mod bench;
 pub mod capi;
 pub mod device;
 pub mod diag;

@@ -333,8 +333,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Standard benchmark workloads (not in this build).
-    Bench,
+    /// Run the standard performance workloads in-process (issue 12: firing_overhead,
+    /// audio_chain, event_expiry, cyclesim, backward, scale) and print each figure with its
+    /// same-run baseline and ratio (docs/performance.md). Takes minutes; --quick under 40 s.
+    Bench {
+        /// Smaller sizes and fewer rounds (under 40 s on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Run only this workload; repeatable.
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -367,13 +378,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn not_in_build(what: &str, code: &'static str) -> Error {
-    Error::refused(Diagnostic::nowhere(
-        code,
-        format!("`{what}` is not supported by this build yet"),
-    ))
 }
 
 fn dispatch(cli: Cli) -> Result<i32, Error> {
@@ -857,7 +861,41 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Bench => Err(not_in_build("tapwheel bench", "R344")),
+        Command::Bench {
+            quick,
+            only,
+            format,
+        } => {
+            let names = tapwheel::bench::select(&only)?;
+            let start = std::time::Instant::now();
+            let mut workloads = Vec::with_capacity(names.len());
+            for name in names {
+                if format == Format::Text && std::io::stderr().is_terminal() {
+                    eprintln!("running {name} ...");
+                }
+                workloads.push(tapwheel::bench::run(name, quick)?);
+            }
+            let wall = start.elapsed().as_secs_f64();
+            match format {
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&tapwheel::bench::to_json(
+                        &workloads, quick, wall
+                    ))
+                    .unwrap_or_default()
+                ),
+                Format::Text => {
+                    out!("{}", tapwheel::bench::to_text(&workloads));
+                    outln!(
+                        "\n{} workload(s) in {wall:.1} s{}; machine {}",
+                        workloads.len(),
+                        if quick { " (--quick)" } else { "" },
+                        tapwheel::bench::machine()
+                    );
+                }
+            }
+            Ok(0)
+        }
     }
 }
 
