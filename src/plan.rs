@@ -957,12 +957,15 @@ impl Plan {
                 // Edges from an opaque node (unknown kind, E224) were not resolved, nor were
                 // edges with a bad `from` (reported): an input they aimed at is not a second
                 // error.
-                let aimed = s
-                    .edges
-                    .iter()
-                    .any(|e| e.to.split_once('.') == Some((n.name.as_str(), t.name.as_str())));
-                if t.channels.is_empty() && !t.optional && !aimed && !nodes.iter().any(|n| n.opaque)
-                {
+                // Only an unconnected tap needs the scans (every tap scanning every edge made
+                // planning quadratic in the scene's size).
+                let unconnected = t.channels.is_empty() && !t.optional;
+                let aimed = || {
+                    s.edges
+                        .iter()
+                        .any(|e| e.to.split_once('.') == Some((n.name.as_str(), t.name.as_str())))
+                };
+                if unconnected && !aimed() && !nodes.iter().any(|n| n.opaque) {
                     ctx.err(
                         "E237",
                         format!("nodes[{i}].taps.{}", t.name),
