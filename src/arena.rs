@@ -96,6 +96,12 @@ pub enum ArenaError {
 /// One channel's FIFO: a ring of `slots` tokens inside the arena, plus its occupancy counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ring {
+    /// The step ([`TokenArena::stamp`]) of the last change to the ring (tokens, reservations,
+    /// room, closure, rules). A change in step `s` may show only from step `s + 1` (zero-delay
+    /// visibility, closures), so a node checked in step `s` whose channels all changed before
+    /// `s` would be judged the same again (`systems/readiness.rs` skips it).
+    #[serde(default)]
+    pub changed_at: u64,
     /// First metadata slot of this ring.
     offset: usize,
     /// First payload element of this ring (rings of different token lengths interleave).
@@ -182,6 +188,10 @@ pub struct TokenArena {
     /// last drain: `(channel, count)`; their producers' firings complete (§10).
     #[serde(default)]
     pub rendezvous_taken: Vec<(usize, usize)>,
+    /// The step being processed (the engine sets it before each step); changes are stamped
+    /// with it.
+    #[serde(default)]
+    pub stamp: u64,
 }
 
 impl TokenArena {
@@ -196,6 +206,7 @@ impl TokenArena {
             touched: Vec::new(),
             unsettled: Vec::new(),
             rendezvous_taken: Vec::new(),
+            stamp: 0,
         }
     }
 
@@ -230,6 +241,7 @@ impl TokenArena {
             crossings: 0,
             arrived: 0,
             unsettled: false,
+            changed_at: 0,
         });
         Ok(self.rings.len() - 1)
     }
@@ -263,7 +275,21 @@ impl TokenArena {
     }
 
     pub fn ring_mut(&mut self, ch: usize) -> &mut Ring {
+        self.bump(ch);
         &mut self.rings[ch]
+    }
+
+    /// Records a change to channel `ch` in the current step ([`Ring::changed_at`]).
+    fn bump(&mut self, ch: usize) {
+        let stamp = self.stamp;
+        if let Some(r) = self.rings.get_mut(ch) {
+            r.changed_at = stamp;
+        }
+    }
+
+    /// The step of channel `ch`'s last change ([`Ring::changed_at`]).
+    pub fn changed_at(&self, ch: usize) -> u64 {
+        self.rings.get(ch).map_or(u64::MAX, |r| r.changed_at)
     }
 
     pub fn channels(&self) -> usize {
@@ -281,6 +307,7 @@ impl TokenArena {
     /// tokens: a Drop policy never drops them, but they may stand at or above `high` (judged,
     /// like everything else, when the first step settles).
     pub fn set_rules(&mut self, ch: usize, rules: ChannelRules) {
+        self.bump(ch);
         let r = &mut self.rings[ch];
         r.rules = rules;
         r.arrived = 0;
@@ -315,6 +342,7 @@ impl TokenArena {
     /// Reserves `n` slots for a firing's future output. Drop channels reserve nothing: their
     /// writes are always accepted and settle at the end of the step.
     pub fn reserve(&mut self, ch: usize, n: u32) {
+        self.bump(ch);
         let r = &mut self.rings[ch];
         if r.rules.drops() {
             return;
@@ -326,6 +354,7 @@ impl TokenArena {
 
     /// Returns `n` reserved slots unused (a firing produced less than its maximum).
     pub fn release(&mut self, ch: usize, n: u32) {
+        self.bump(ch);
         let r = &mut self.rings[ch];
         r.reserved = r.reserved.saturating_sub(n);
         if n > 0 {
@@ -337,6 +366,7 @@ impl TokenArena {
     /// Writes beyond the ring's slots (initial tokens above capacity, arrivals on a Drop channel
     /// before the step settles) grow the ring.
     pub fn write(&mut self, ch: usize, token: &[f32], visible: Instant) -> Result<u64, ArenaError> {
+        self.bump(ch);
         if self.rings[ch].len >= self.rings[ch].slots {
             let want = (self.rings[ch].slots * 2).max(self.rings[ch].len + 1);
             self.resize_ring(ch, want)?;
@@ -368,6 +398,7 @@ impl TokenArena {
 
     /// Counts a token written to a channel whose consumer has finished (discarded on arrival).
     pub fn discard_on_arrival(&mut self, ch: usize) {
+        self.bump(ch);
         let r = &mut self.rings[ch];
         if !r.rules.drops() {
             r.reserved = r.reserved.saturating_sub(1);
@@ -424,6 +455,7 @@ impl TokenArena {
     }
 
     fn drop_front(&mut self, ch: usize, n: usize, discard: bool) {
+        self.bump(ch);
         if n == 0 {
             return;
         }
@@ -446,6 +478,7 @@ impl TokenArena {
     /// Drops `n` tokens by policy or watermark: the oldest (`from_back == false`) or the newest.
     /// Their slots free at the end of the step, like consumed ones.
     fn shed(&mut self, ch: usize, n: usize, from_back: bool) {
+        self.bump(ch);
         let r = &mut self.rings[ch];
         let n = n.min(r.len);
         if n == 0 {
@@ -472,6 +505,7 @@ impl TokenArena {
         let mut freed = false;
         for &c in &list {
             let ch = c as usize;
+            self.bump(ch);
             let r = &mut self.rings[ch];
             r.unsettled = false;
             let arrived = std::mem::take(&mut r.arrived) as usize;
@@ -514,13 +548,16 @@ impl TokenArena {
     /// Ends a step: slots freed during it become room for producers.
     pub fn end_step(&mut self) {
         for ch in self.touched.drain(..) {
-            self.rings[ch as usize].freed_in_step = 0;
+            let r = &mut self.rings[ch as usize];
+            r.freed_in_step = 0;
+            r.changed_at = self.stamp;
         }
     }
 
     /// Sets a channel's capacity, relocating its ring when it needs more slots. Content and FIFO
     /// order are preserved; the byte limit is checked first.
     pub fn set_capacity(&mut self, ch: usize, capacity: u32) -> Result<(), ArenaError> {
+        self.bump(ch);
         if capacity as usize > self.rings[ch].slots {
             self.resize_ring(ch, capacity as usize)?;
         }

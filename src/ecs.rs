@@ -270,6 +270,23 @@ pub struct NodeRuntime {
     pub host_due: VecDeque<u64>,
     /// An open input the host has closed: once its queue drains, it finishes.
     pub host_closed: bool,
+    /// The tick, step and [`ReadinessKey`] of the last full readiness check
+    /// (`systems/readiness.rs`).
+    pub memo: Option<(u64, u64, ReadinessKey)>,
+}
+
+/// A node's own firing state, which its readiness depends on beside its channels. Within one
+/// tick (under `Kpn`), a node whose key is unchanged and whose channels all changed before the
+/// step of its last check is judged the same: a change in step `s` (a zero-delay write, a
+/// closure, a freed slot) shows from step `s + 1` at the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadinessKey {
+    firings: u64,
+    busy: usize,
+    remaining: Option<u64>,
+    next_due: u64,
+    host_due: usize,
+    host_closed: bool,
 }
 
 impl NodeRuntime {
@@ -343,6 +360,35 @@ impl NodeRuntime {
         }
         self.demand.clear();
         self.demand.resize(wiring.inputs.len(), 0);
+    }
+
+    /// The step of the latest change to any of the node's channels.
+    pub fn channels_changed_at(wiring: &NodeWiring, arena: &TokenArena) -> u64 {
+        let inputs = wiring
+            .inputs
+            .iter()
+            .flat_map(|p| p.channels.iter().copied());
+        let outputs = wiring
+            .outputs
+            .iter()
+            .flat_map(|p| p.channels.iter().map(|oc| oc.channel));
+        inputs
+            .chain(outputs)
+            .map(|c| arena.changed_at(c))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The node's [`ReadinessKey`] now.
+    pub fn readiness_key(&self) -> ReadinessKey {
+        ReadinessKey {
+            firings: self.firings_started,
+            busy: self.busy(),
+            remaining: self.remaining,
+            next_due: self.next_due,
+            host_due: self.host_due.len(),
+            host_closed: self.host_closed,
+        }
     }
 
     /// §4 conditions 1–4 (views and demand must be fresh).
