@@ -192,6 +192,11 @@ pub struct TokenArena {
     /// with it.
     #[serde(default)]
     pub stamp: u64,
+    /// Channels first changed in the current step, and in the previous one.
+    #[serde(default)]
+    changed_now: Vec<u32>,
+    #[serde(default)]
+    changed_before: Vec<u32>,
 }
 
 impl TokenArena {
@@ -207,6 +212,8 @@ impl TokenArena {
             unsettled: Vec::new(),
             rendezvous_taken: Vec::new(),
             stamp: 0,
+            changed_now: Vec::new(),
+            changed_before: Vec::new(),
         }
     }
 
@@ -282,9 +289,31 @@ impl TokenArena {
     /// Records a change to channel `ch` in the current step ([`Ring::changed_at`]).
     fn bump(&mut self, ch: usize) {
         let stamp = self.stamp;
-        if let Some(r) = self.rings.get_mut(ch) {
+        if let Some(r) = self.rings.get_mut(ch)
+            && r.changed_at != stamp
+        {
             r.changed_at = stamp;
+            self.changed_now.push(ch as u32);
         }
+    }
+
+    /// Starts step `stamp`: changes are stamped with it, and the channels changed in the
+    /// previous step stay listed ([`TokenArena::recently_changed`]).
+    pub fn set_stamp(&mut self, stamp: u64) {
+        if stamp != self.stamp {
+            self.changed_before.clear();
+            std::mem::swap(&mut self.changed_before, &mut self.changed_now);
+            self.stamp = stamp;
+        }
+    }
+
+    /// The channels changed in the previous step and so far in this one (a channel may be
+    /// listed twice).
+    pub fn recently_changed(&self) -> impl Iterator<Item = usize> + '_ {
+        self.changed_before
+            .iter()
+            .chain(&self.changed_now)
+            .map(|&c| c as usize)
     }
 
     /// The step of channel `ch`'s last change ([`Ring::changed_at`]).
@@ -547,11 +576,13 @@ impl TokenArena {
 
     /// Ends a step: slots freed during it become room for producers.
     pub fn end_step(&mut self) {
-        for ch in self.touched.drain(..) {
-            let r = &mut self.rings[ch as usize];
-            r.freed_in_step = 0;
-            r.changed_at = self.stamp;
+        let touched = std::mem::take(&mut self.touched);
+        for &ch in &touched {
+            self.rings[ch as usize].freed_in_step = 0;
+            self.bump(ch as usize);
         }
+        self.touched = touched;
+        self.touched.clear();
     }
 
     /// Sets a channel's capacity, relocating its ring when it needs more slots. Content and FIFO

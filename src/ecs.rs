@@ -666,6 +666,12 @@ pub struct StepState {
     pub fired: bool,
     /// Nodes whose last evaluation in this step lacked room on an output channel.
     pub room_blocked: FixedBitSet,
+    /// Nodes whose last readiness check found them ready, and whose last check found them
+    /// short of room (kept across steps, for the nodes readiness does not visit).
+    pub was_ready: FixedBitSet,
+    pub was_room_blocked: FixedBitSet,
+    /// The next readiness pass checks every node (set by host actions).
+    pub full_scan: bool,
     /// IPLS: nodes whose zero-latency firings are written out at the stage barrier.
     pub barrier_flush: Vec<u32>,
     pub flush_marked: FixedBitSet,
@@ -785,6 +791,17 @@ impl Stats {
             open_stalls: vec![None; nodes],
             open_instants: vec![0; nodes],
             ..Default::default()
+        }
+    }
+
+    /// Node `n` was not checked at this instant because nothing it depends on changed: its
+    /// stall, if any, lasts one more instant (what [`Stats::observe_stall`] with the same
+    /// stall does).
+    pub fn continue_stall(&mut self, n: usize) {
+        if self.open_stalls.get(n).is_some_and(Option::is_some)
+            && let Some(k) = self.open_instants.get_mut(n)
+        {
+            *k += 1;
         }
     }
 

@@ -808,7 +808,9 @@ impl Engine {
         let now = self.next;
         self.world.resource_mut::<Clock>().now = now;
         // Arena changes are stamped with the step they happen in (readiness skips on them).
-        self.world.resource_mut::<TokenArena>().stamp = self.steps.saturating_add(1);
+        self.world
+            .resource_mut::<TokenArena>()
+            .set_stamp(self.steps.saturating_add(1));
         // One pass of the step schedule per stage (one under `Kpn`), §5.
         let (stages, ipls) = {
             let st = self.world.resource::<Staging>();

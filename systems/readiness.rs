@@ -23,15 +23,44 @@ pub fn readiness(
     mut arena: ResMut<TokenArena>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
+    plan: Res<PlanRes>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &NodeKernel)>,
 ) {
     crate::profile::profile_span!("readiness");
     let now = clock.now;
     let contended = dispatcher.is_some();
     let step = &mut *step;
+    let n = order.0.len();
     step.ready.clear();
-    step.ready.grow(order.0.len());
+    step.ready.grow(n);
+    step.was_ready.grow(n);
+    step.was_room_blocked.grow(n);
+    // Under `Kpn`, after delta 0 of a tick only the nodes next to a channel changed since the
+    // previous step's check, and the nodes that were ready, can be judged differently; every
+    // other node keeps its judgement (its stall goes on) without being visited.
+    let visit = (!staging.ipls() && now.delta > 0 && !step.full_scan).then(|| {
+        let mut v = step.was_ready.clone();
+        for c in arena.recently_changed() {
+            if let Some(ch) = plan.0.channels.get(c) {
+                v.insert(ch.from_node);
+                v.insert(ch.to_node);
+            }
+        }
+        v
+    });
+    step.full_scan = false;
     for &i in &staging.stage().eval {
+        if let Some(v) = &visit
+            && !v.contains(i)
+        {
+            if staging.gate_of[i].is_none() {
+                stats.continue_stall(i);
+            }
+            if step.was_room_blocked.contains(i) {
+                step.room_blocked.insert(i);
+            }
+            continue;
+        }
         let Some(&entity) = order.0.get(i) else {
             continue;
         };
@@ -60,6 +89,7 @@ pub fn readiness(
             if !rt.readiness.lacking_outputs.is_empty() {
                 step.room_blocked.insert(i);
             }
+            step.was_ready.set(i, false);
             continue;
         }
         rt.memo = key.map(|k| (now.tick, arena.stamp, k));
@@ -73,6 +103,8 @@ pub fn readiness(
                 kernel.0.finished(&rt.views, &rt.demand)
             };
             if done {
+                step.was_ready.set(i, false);
+                step.was_room_blocked.set(i, false);
                 finish_node(rt, wiring, &mut arena, now);
                 stats.close_stall(i, now.tick);
                 step.changed = true;
@@ -89,6 +121,8 @@ pub fn readiness(
         if !r.lacking_outputs.is_empty() {
             step.room_blocked.insert(i);
         }
+        step.was_room_blocked.set(i, !r.lacking_outputs.is_empty());
+        step.was_ready.set(i, r.ready);
         if r.ready {
             step.ready.insert(i);
         }

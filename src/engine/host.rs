@@ -91,6 +91,8 @@ impl Engine {
     }
 
     pub(crate) fn note(&mut self, action: HostAction) {
+        // The host changed node state behind the channels' backs: check every node next step.
+        self.world.resource_mut::<crate::ecs::StepState>().full_scan = true;
         self.journal.push(JournalEntry {
             steps: self.steps,
             action,
