@@ -281,42 +281,11 @@ fn wide_ratio() {
 
 criterion_group!(benches, bench, bench_cyclesim, bench_backward);
 
-/// The positional filter criterion was given (`cargo bench --bench engine -- FILTER`), if any.
-fn filter() -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    let mut filter = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            // Options of criterion's CLI that take a value.
-            "--save-baseline"
-            | "--baseline"
-            | "--baseline-lenient"
-            | "--load-baseline"
-            | "--color"
-            | "--sample-size"
-            | "--warm-up-time"
-            | "--measurement-time"
-            | "--nresamples"
-            | "--noise-threshold"
-            | "--confidence-level"
-            | "--significance-level"
-            | "--profile-time"
-            | "--plotting-backend"
-            | "--output-format" => {
-                args.next();
-            }
-            s if s.starts_with('-') => {}
-            s => filter = Some(s.to_string()),
-        }
-    }
-    filter
-}
-
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     // The in-process ratios follow the filter too: `-- cyclesim` runs only the CycleSim ones.
-    let filter = filter();
+    let filter = tapwheel::bench::criterion_filter(std::env::args().skip(1));
     let wanted = |names: &[&str]| {
         filter
             .as_deref()

@@ -286,36 +286,6 @@ fn audio_ratios() {
 
 criterion_group!(benches, bench_workloads);
 
-/// The positional filter criterion was given (`cargo bench --bench workloads -- FILTER`).
-fn filter() -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    let mut filter = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--save-baseline"
-            | "--baseline"
-            | "--baseline-lenient"
-            | "--load-baseline"
-            | "--color"
-            | "--sample-size"
-            | "--warm-up-time"
-            | "--measurement-time"
-            | "--nresamples"
-            | "--noise-threshold"
-            | "--confidence-level"
-            | "--significance-level"
-            | "--profile-time"
-            | "--plotting-backend"
-            | "--output-format" => {
-                args.next();
-            }
-            s if s.starts_with('-') => {}
-            s => filter = Some(s.to_string()),
-        }
-    }
-    filter
-}
-
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
@@ -323,7 +293,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let filter = filter();
+    let filter = tapwheel::bench::criterion_filter(std::env::args().skip(1));
     let wanted = |name: &str| {
         filter
             .as_deref()

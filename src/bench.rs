@@ -265,22 +265,7 @@ fn report_sum(json: &serde_json::Value, key: &str) -> u64 {
 /// A `Ramp` source firing `tokens` times (period 1) into a chain of `n` `Gain(1.0)` nodes, each
 /// edge with delay 1, into a probe `out`. Shape `(1, 1, 1)`: one value per token.
 pub fn chain(n: usize, tokens: u64) -> String {
-    let mut nodes = format!(
-        r#"Node(name: "src", kernel: Ramp(start: 0.0, step: 1.0), period: 1, count: {tokens})"#
-    );
-    let mut edges = String::new();
-    let mut prev = "src".to_string();
-    for i in 0..n {
-        let _ = write!(nodes, r#",Node(name: "g{i}", kernel: Gain(gain: 1.0))"#);
-        let _ = write!(
-            edges,
-            r#"Edge(from: "{prev}.out", to: "g{i}.in", delay: 1),"#
-        );
-        prev = format!("g{i}");
-    }
-    nodes.push_str(r#",Node(name: "out", kernel: Probe)"#);
-    let _ = write!(edges, r#"Edge(from: "{prev}.out", to: "out.in")"#);
-    format!("Scene(version: 1, name: \"chain\", nodes: [{nodes}], edges: [{edges}])")
+    gain_chain("chain", n, Some(tokens), false)
 }
 
 /// The `firing_overhead` graph: a `Ramp` source (period 1) → a chain of `n` `Gain(1.0)` nodes
@@ -288,24 +273,35 @@ pub fn chain(n: usize, tokens: u64) -> String {
 /// node fires once per tick (run it with `until`; the source never stops first: count unbounded).
 /// Shape `(1, 1, 1)`: one value per token.
 pub fn busy_chain(n: usize) -> String {
+    gain_chain("busy_chain", n, None, true)
+}
+
+/// `Ramp` (period 1, `count` firings or unbounded) → `n` × `Gain(1.0)` → `Probe`, the edges
+/// into the gains with delay 1. `primed`: every edge also holds one initial token and the edge
+/// into the probe has delay 1 too.
+fn gain_chain(name: &str, n: usize, count: Option<u64>, primed: bool) -> String {
+    let count = count.map_or(String::new(), |c| format!(", count: {c}"));
+    let initial = if primed { ", initial: [0.0]" } else { "" };
+    let last = if primed {
+        ", delay: 1, initial: [0.0]"
+    } else {
+        ""
+    };
     let mut nodes =
-        r#"Node(name: "src", kernel: Ramp(start: 0.0, step: 1.0), period: 1)"#.to_string();
+        format!(r#"Node(name: "src", kernel: Ramp(start: 0.0, step: 1.0), period: 1{count})"#);
     let mut edges = String::new();
     let mut prev = "src".to_string();
     for i in 0..n {
         let _ = write!(nodes, r#",Node(name: "g{i}", kernel: Gain(gain: 1.0))"#);
         let _ = write!(
             edges,
-            r#"Edge(from: "{prev}.out", to: "g{i}.in", delay: 1, initial: [0.0]),"#
+            r#"Edge(from: "{prev}.out", to: "g{i}.in", delay: 1{initial}),"#
         );
         prev = format!("g{i}");
     }
     nodes.push_str(r#",Node(name: "out", kernel: Probe)"#);
-    let _ = write!(
-        edges,
-        r#"Edge(from: "{prev}.out", to: "out.in", delay: 1, initial: [0.0])"#
-    );
-    format!("Scene(version: 1, name: \"busy_chain\", nodes: [{nodes}], edges: [{edges}])")
+    let _ = write!(edges, r#"Edge(from: "{prev}.out", to: "out.in"{last})"#);
+    format!("Scene(version: 1, name: \"{name}\", nodes: [{nodes}], edges: [{edges}])")
 }
 
 /// `n` differentiable audio nodes in a chain, cycling Biquad (low-pass, cutoff 2000 + 100·i Hz)
@@ -1127,6 +1123,38 @@ pub fn to_text(workloads: &[Workload]) -> String {
         let _ = writeln!(s, "\n{}: {}", w.name, w.detail);
     }
     s
+}
+
+/// The positional filter a criterion bench was given (`cargo bench --bench NAME -- FILTER`),
+/// skipping criterion's own options and their values; the benches' in-process ratios follow it.
+pub fn criterion_filter(args: impl IntoIterator<Item = String>) -> Option<String> {
+    let mut args = args.into_iter();
+    let mut filter = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // Options of criterion's CLI that take a value.
+            "--save-baseline"
+            | "--baseline"
+            | "--baseline-lenient"
+            | "--load-baseline"
+            | "--color"
+            | "--sample-size"
+            | "--warm-up-time"
+            | "--measurement-time"
+            | "--nresamples"
+            | "--noise-threshold"
+            | "--confidence-level"
+            | "--significance-level"
+            | "--profile-time"
+            | "--plotting-backend"
+            | "--output-format" => {
+                args.next();
+            }
+            s if s.starts_with('-') => {}
+            s => filter = Some(s.to_string()),
+        }
+    }
+    filter
 }
 
 #[cfg(test)]

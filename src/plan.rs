@@ -1290,23 +1290,25 @@ fn plan_node(
         count = Some(count.map_or(firings, |c| c.min(firings)));
     }
     let is_source = !bad_tap_count && !opaque && inputs.iter().all(|t| t.optional);
+    // The schedule fields the node sets: a source's own, meaningless elsewhere.
+    let schedule_fields = [
+        ("period", n.period.is_some()),
+        ("offset", n.offset != 0),
+        ("count", count.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field));
     if matches!(n.kernel, KernelSpec::Inject) {
         // The host decides when an open input fires (SPEC §20): no schedule of its own.
-        for (field, set) in [
-            ("period", n.period.is_some()),
-            ("offset", n.offset != 0),
-            ("count", count.is_some()),
-        ] {
-            if set {
-                ctx.err(
-                    "E480",
-                    format!("{path}.{field}"),
-                    format!(
-                        "`{}` is an Inject node: it fires when the host injects a token, so `{field}` means nothing",
-                        n.name
-                    ),
-                );
-            }
+        for field in schedule_fields {
+            ctx.err(
+                "E480",
+                format!("{path}.{field}"),
+                format!(
+                    "`{}` is an Inject node: it fires when the host injects a token, so `{field}` means nothing",
+                    n.name
+                ),
+            );
         }
     } else if is_source {
         if n.period == Some(0) {
@@ -1328,21 +1330,15 @@ fn plan_node(
             );
         }
     } else {
-        for (field, set) in [
-            ("period", n.period.is_some()),
-            ("offset", n.offset != 0),
-            ("count", count.is_some()),
-        ] {
-            if set {
-                ctx.err(
-                    "E212",
-                    format!("{path}.{field}"),
-                    format!(
-                        "`{field}` applies to sources only; `{}` has mandatory inputs",
-                        n.name
-                    ),
-                );
-            }
+        for field in schedule_fields {
+            ctx.err(
+                "E212",
+                format!("{path}.{field}"),
+                format!(
+                    "`{field}` applies to sources only; `{}` has mandatory inputs",
+                    n.name
+                ),
+            );
         }
     }
     if n.concurrency == Some(0) {

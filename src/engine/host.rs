@@ -455,15 +455,7 @@ impl Engine {
     /// assert_eq!(e.set_slot(300, 1).err().unwrap().diagnostics()[0].code, "E106");
     /// ```
     pub fn reset(&mut self) -> Result<()> {
-        let mut fresh = Engine::spawn(self.origin.clone())?;
-        // A cancel handle handed out before stays valid for the new run.
-        fresh.cancel = self.cancel.clone();
-        fresh
-            .cancel
-            .0
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        *self = fresh;
-        Ok(())
+        self.with_options(|_| Ok(()))
     }
 
     /// Sets symbol `name` (§11) and starts a new run ([`Engine::reset`]): symbols are read at
@@ -516,6 +508,7 @@ impl Engine {
         let mut origin = self.origin.clone();
         change(&mut origin.opts)?;
         let mut fresh = Engine::spawn(origin)?;
+        // A cancel handle handed out before stays valid for the new run.
         fresh.cancel = self.cancel.clone();
         fresh
             .cancel
