@@ -197,6 +197,23 @@ pub struct TokenArena {
     changed_now: Vec<u32>,
     #[serde(default)]
     changed_before: Vec<u32>,
+    /// Per channel: how many tokens from the head were visible at the instant of its last
+    /// [`TokenArena::visible_now`] look-up. Visibility is monotone in FIFO order and time only
+    /// moves on, so the next look-up continues from there (amortized O(1) instead of a binary
+    /// search per look-up). Consumption and shedding keep it in step.
+    #[serde(skip)]
+    known_visible: Vec<KnownVisible>,
+}
+
+/// What the last [`TokenArena::visible_now`] look-up on a channel found.
+#[derive(Debug, Clone, Copy, Default)]
+struct KnownVisible {
+    /// Tokens from the head visible at `at`.
+    count: usize,
+    at: Instant,
+    /// When the first token not yet visible becomes visible (`None`: not known), so a look-up
+    /// before then needs no metadata read (they are cache misses across many channels).
+    next: Option<Instant>,
 }
 
 impl TokenArena {
@@ -214,6 +231,7 @@ impl TokenArena {
             stamp: 0,
             changed_now: Vec::new(),
             changed_before: Vec::new(),
+            known_visible: Vec::new(),
         }
     }
 
@@ -465,6 +483,38 @@ impl TokenArena {
         lo
     }
 
+    /// [`TokenArena::visible_count`] for the engine's look-ups, whose `now` never goes back:
+    /// it goes on from the count the last look-up found.
+    pub fn visible_now(&mut self, ch: usize, now: Instant) -> usize {
+        let Some(r) = self.rings.get(ch) else {
+            return 0;
+        };
+        if self.known_visible.len() <= ch {
+            self.known_visible
+                .resize(self.rings.len(), KnownVisible::default());
+        }
+        let known = self.known_visible[ch];
+        if now < known.at {
+            return self.visible_count(ch, now);
+        }
+        let mut k = known.count.min(r.len);
+        if k < r.len && known.next.is_some_and(|v| v > now) {
+            self.known_visible[ch].at = now;
+            return k;
+        }
+        let meta = |i: usize| self.meta[r.offset + (r.head + i) % r.slots].visible;
+        while k < r.len && meta(k) <= now {
+            k += 1;
+        }
+        let next = (k < r.len).then(|| meta(k));
+        self.known_visible[ch] = KnownVisible {
+            count: k,
+            at: now,
+            next,
+        };
+        k
+    }
+
     /// Consumes `n` tokens from the head, appending payloads and metadata. Their slots free at
     /// the end of the step.
     pub fn pop(&mut self, ch: usize, n: usize, values: &mut Vec<f32>, metas: &mut Vec<TokenMeta>) {
@@ -487,6 +537,12 @@ impl TokenArena {
         self.bump(ch);
         if n == 0 {
             return;
+        }
+        if let Some(k) = self.known_visible.get_mut(ch) {
+            if n > k.count {
+                k.next = None; // tokens not yet visible went too
+            }
+            k.count = k.count.saturating_sub(n);
         }
         let r = &mut self.rings[ch];
         r.head = (r.head + n) % r.slots;
@@ -517,6 +573,14 @@ impl TokenArena {
             r.head = (r.head + n) % r.slots;
         }
         r.len -= n;
+        if let Some(k) = self.known_visible.get_mut(ch) {
+            k.count = if from_back {
+                k.count.min(r.len)
+            } else {
+                k.count.saturating_sub(n)
+            };
+            k.next = None;
+        }
         r.freed_in_step = r.freed_in_step.saturating_add(n as u32);
         r.shed += n as u64;
         self.touched.push(ch as u32);

@@ -305,7 +305,7 @@ impl NodeRuntime {
     }
 
     /// Builds the kernel's view of each input channel at `now`.
-    pub fn refresh_views(&mut self, wiring: &NodeWiring, arena: &TokenArena, now: Instant) {
+    pub fn refresh_views(&mut self, wiring: &NodeWiring, arena: &mut TokenArena, now: Instant) {
         self.views.clear();
         for port in &wiring.inputs {
             let v = match port.channel {
@@ -325,8 +325,8 @@ impl NodeRuntime {
                     };
                     let mut held_closed = usize::MAX;
                     for &ch in &port.channels {
+                        v.visible = v.visible.min(arena.visible_now(ch, now));
                         let r = arena.ring(ch);
-                        v.visible = v.visible.min(arena.visible_count(ch, now));
                         v.held = v.held.min(r.len());
                         if r.closed_before(now) {
                             v.closed = true;
@@ -340,9 +340,10 @@ impl NodeRuntime {
                     v
                 }
                 Some(ch) => {
+                    let visible = arena.visible_now(ch, now);
                     let r = arena.ring(ch);
                     InputView {
-                        visible: arena.visible_count(ch, now),
+                        visible,
                         held: r.len(),
                         closed: r.closed_before(now),
                         drained: r.drained(),
@@ -670,6 +671,9 @@ pub struct StepState {
     /// short of room (kept across steps, for the nodes readiness does not visit).
     pub was_ready: FixedBitSet,
     pub was_room_blocked: FixedBitSet,
+    /// The nodes the current readiness pass visits (scratch, kept for its allocation).
+    pub visit: FixedBitSet,
+    pub kept: FixedBitSet,
     /// The next readiness pass checks every node (set by host actions).
     pub full_scan: bool,
     /// IPLS: nodes whose zero-latency firings are written out at the stage barrier.
@@ -741,6 +745,13 @@ pub struct Stats {
     /// Instants each node's open stall has lasted so far; added to the counts when it closes
     /// (one array increment per stalled node and instant instead of three map look-ups).
     pub open_instants: Vec<u64>,
+    /// `Kpn` readiness passes so far: the index of the instant being processed.
+    pub instant: u64,
+    /// The instant up to which each node's `open_instants` is counted. Under `Kpn` a node that
+    /// readiness does not visit keeps its stall; the instants it missed are added when it is
+    /// next observed, or when the run ends ([`Stats::settle_instants`]), instead of one
+    /// increment per skipped node and instant.
+    pub counted_to: Vec<u64>,
     /// By node: `reason` → counts (a short list; [`Stats::node_stall_counts`] sorts it).
     pub node_stalls: Vec<StallCounts>,
     /// By channel: `reason` → counts ([`Stats::channel_stall_counts`]).
@@ -790,18 +801,39 @@ impl Stats {
             completed: vec![0; nodes],
             open_stalls: vec![None; nodes],
             open_instants: vec![0; nodes],
+            counted_to: vec![0; nodes],
             ..Default::default()
         }
     }
 
-    /// Node `n` was not checked at this instant because nothing it depends on changed: its
-    /// stall, if any, lasts one more instant (what [`Stats::observe_stall`] with the same
-    /// stall does).
-    pub fn continue_stall(&mut self, n: usize) {
-        if self.open_stalls.get(n).is_some_and(Option::is_some)
-            && let Some(k) = self.open_instants.get_mut(n)
-        {
-            *k += 1;
+    /// A `Kpn` readiness pass begins: a new instant. A node it does not visit keeps its stall
+    /// for this instant without being touched.
+    pub fn begin_instant(&mut self) {
+        self.instant += 1;
+    }
+
+    /// Counts node `n`'s open stall as lasting through instant `upto` (the instants since it
+    /// was last counted, in which it was not visited and so kept its stall).
+    fn count_to(&mut self, n: usize, upto: u64) {
+        let Some(c) = self.counted_to.get_mut(n) else {
+            return;
+        };
+        if upto > *c {
+            if self.open_stalls.get(n).is_some_and(Option::is_some)
+                && let Some(k) = self.open_instants.get_mut(n)
+            {
+                *k += upto - *c;
+            }
+            *c = upto;
+        }
+    }
+
+    /// Counts every open stall through the current instant (before the run's end closes
+    /// them, or before they are read mid-run).
+    pub fn settle_instants(&mut self) {
+        let now = self.instant;
+        for n in 0..self.counted_to.len() {
+            self.count_to(n, now);
         }
     }
 
@@ -819,10 +851,14 @@ impl Stats {
 
     /// Records node `n`'s stall state at instant `now` (called once per processed instant).
     pub fn observe_stall(&mut self, n: usize, stall: Option<(StallReason, StallOn)>, now: Instant) {
+        self.count_to(n, self.instant.saturating_sub(1));
+        if let Some(c) = self.counted_to.get_mut(n) {
+            *c = (*c).max(self.instant);
+        }
         let open = self.open_stalls[n];
         let same = matches!((open, stall), (Some(o), Some((r, on))) if o.reason == r && o.on == on);
         if !same {
-            self.close_stall(n, now.tick);
+            self.close_open(n, now.tick);
             if let Some((reason, on)) = stall {
                 self.open_stalls[n] = Some(OpenStall {
                     reason,
@@ -848,8 +884,14 @@ impl Stats {
         }
     }
 
-    /// Ends node `n`'s open stall at `tick`.
+    /// Ends node `n`'s open stall at `tick`, a node checked at the current instant (which its
+    /// stall does not last through).
     pub fn close_stall(&mut self, n: usize, tick: u64) {
+        self.count_to(n, self.instant.saturating_sub(1));
+        self.close_open(n, tick);
+    }
+
+    fn close_open(&mut self, n: usize, tick: u64) {
         if let Some(o) = self.open_stalls[n].take() {
             let d = tick.saturating_sub(o.since);
             let k = self.open_instants.get_mut(n).map_or(0, std::mem::take);

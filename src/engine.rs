@@ -996,6 +996,7 @@ impl Engine {
         let end_tick = self.end_tick_for(outcome);
         let n = self.plan.nodes.len();
         let mut stats = self.world.resource_mut::<Stats>();
+        stats.settle_instants();
         for i in 0..n {
             stats.close_stall(i, end_tick);
         }

@@ -35,32 +35,49 @@ pub fn readiness(
     step.ready.grow(n);
     step.was_ready.grow(n);
     step.was_room_blocked.grow(n);
+    if !staging.ipls() {
+        stats.begin_instant();
+    }
     // Under `Kpn`, after delta 0 of a tick only the nodes next to a channel changed since the
     // previous step's check, and the nodes that were ready, can be judged differently; every
-    // other node keeps its judgement (its stall goes on) without being visited.
-    let visit = (!staging.ipls() && now.delta > 0 && !step.full_scan).then(|| {
-        let mut v = step.was_ready.clone();
+    // other node keeps its judgement without being visited: its stall goes on (counted lazily,
+    // `Stats::count_to`) and so does its lack of room.
+    let partial = !staging.ipls() && now.delta > 0 && !step.full_scan;
+    step.full_scan = false;
+    let mut visit = std::mem::take(&mut step.visit);
+    if partial {
+        visit.clone_from(&step.was_ready);
         for c in arena.recently_changed() {
             if let Some(ch) = plan.0.channels.get(c) {
-                v.insert(ch.from_node);
-                v.insert(ch.to_node);
+                visit.insert(ch.from_node);
+                visit.insert(ch.to_node);
             }
         }
-        v
-    });
-    step.full_scan = false;
-    for &i in &staging.stage().eval {
-        if let Some(v) = &visit
-            && !v.contains(i)
-        {
-            if staging.gate_of[i].is_none() {
-                stats.continue_stall(i);
+        let mut kept = std::mem::take(&mut step.kept);
+        kept.clone_from(&step.was_room_blocked);
+        kept.difference_with(&visit);
+        step.room_blocked.union_with(&kept);
+        step.kept = kept;
+    }
+    let all = &staging.stage().eval;
+    let mut listed = visit.ones();
+    let mut next = 0usize;
+    loop {
+        // Under `Kpn` the one stage lists every node in canonical order, as `ones()` does.
+        let i = if partial {
+            match listed.next() {
+                Some(i) => i,
+                None => break,
             }
-            if step.was_room_blocked.contains(i) {
-                step.room_blocked.insert(i);
+        } else {
+            match all.get(next) {
+                Some(&i) => {
+                    next += 1;
+                    i
+                }
+                None => break,
             }
-            continue;
-        }
+        };
         let Some(&entity) = order.0.get(i) else {
             continue;
         };
@@ -93,7 +110,7 @@ pub fn readiness(
             continue;
         }
         rt.memo = key.map(|k| (now.tick, arena.stamp, k));
-        rt.refresh_views(wiring, &arena, now);
+        rt.refresh_views(wiring, &mut arena, now);
         let rt = &mut *rt;
         kernel.0.demand(&rt.views, &mut rt.demand);
         if rt.idle() {
@@ -128,4 +145,6 @@ pub fn readiness(
         }
         rt.readiness = r;
     }
+    drop(listed);
+    step.visit = visit;
 }

@@ -41,6 +41,33 @@ impl Rows {
     pub fn samples(&self, len: usize) -> usize {
         len.checked_div(self.token_len).unwrap_or(0) * self.frames
     }
+    /// Every index of row `row` in a block of `len` values, in sample order: the same sequence
+    /// as `index(row, s)` for `s` in `0..samples(len)`, without a division per sample.
+    ///
+    /// ```
+    /// use tapwheel::kernels::dsp::Rows;
+    /// use tapwheel::scene::Shape;
+    /// let r = Rows::new(Shape { batch: 1, channels: 2, frames: 3 });
+    /// let row1: Vec<usize> = r.indices(1, 12).collect();
+    /// assert_eq!(row1, [3, 4, 5, 9, 10, 11]);
+    /// assert!(row1.iter().enumerate().all(|(s, &i)| i == r.index(1, s)));
+    /// ```
+    pub fn indices(&self, row: usize, len: usize) -> impl Iterator<Item = usize> + use<> {
+        self.spans(row, len).flatten()
+    }
+    /// The runs of consecutive samples of row `row` (one per token), in order.
+    pub fn spans(
+        &self,
+        row: usize,
+        len: usize,
+    ) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+        let (frames, token_len) = (self.frames, self.token_len);
+        let tokens = len.checked_div(token_len).unwrap_or(0);
+        (0..tokens).map(move |t| {
+            let start = t * token_len + row * frames;
+            start..start + frames
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,8 +119,7 @@ impl Kernel for OnePole {
         let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
         for (row, y) in self.y.iter_mut().enumerate() {
-            for s in 0..r.samples(x.len()) {
-                let i = r.index(row, s);
+            for i in r.indices(row, x.len()) {
                 *y += self.coeff * (x[i] - *y);
                 out[i] = *y;
             }
@@ -388,10 +414,13 @@ impl Kernel for Biquad {
         let x = io.inputs[0].values;
         let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
+        let c = self.coef;
         for (row, s) in self.state.iter_mut().enumerate() {
-            for k in 0..r.samples(x.len()) {
-                let i = r.index(row, k);
-                out[i] = biquad_step(&self.coef, s, x[i]);
+            // Each token holds a run of `frames` consecutive samples of the row.
+            for span in r.spans(row, x.len()) {
+                for (y, &xv) in out[span.clone()].iter_mut().zip(&x[span]) {
+                    *y = biquad_step(&c, s, xv);
+                }
             }
         }
     }
@@ -939,8 +968,7 @@ impl Kernel for Envelope {
         let r = self.rows;
         let mut state = std::mem::take(&mut self.state);
         for (row, st) in state.iter_mut().enumerate() {
-            for s in 0..r.samples(x.len()) {
-                let i = r.index(row, s);
+            for i in r.indices(row, x.len()) {
                 out[i] = self.step(st, x[i] > 0.0);
             }
         }

@@ -118,8 +118,7 @@ impl Kernel for SlewIntegrator {
         let r = self.rows;
         for row in 0..r.rows {
             let mut s = self.state[row];
-            for k in 0..r.samples(x.len()) {
-                let i = r.index(row, k);
+            for i in r.indices(row, x.len()) {
                 s = self.step(s, x[i]).0;
                 io.outputs[0].values[base + i] = s[0];
                 io.outputs[1].values[base + i] = s[2];
