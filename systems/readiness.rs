@@ -145,6 +145,5 @@ pub fn readiness(
         }
         rt.readiness = r;
     }
-    drop(listed);
     step.visit = visit;
 }
