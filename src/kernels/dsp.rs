@@ -118,11 +118,14 @@ impl Kernel for OnePole {
         let x = io.inputs[0].values;
         let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
-        for (row, y) in self.y.iter_mut().enumerate() {
+        let coeff = self.coeff;
+        for (row, state) in self.y.iter_mut().enumerate() {
+            let mut y = *state; // in a register over the row
             for i in r.indices(row, x.len()) {
-                *y += self.coeff * (x[i] - *y);
-                out[i] = *y;
+                y += coeff * (x[i] - y);
+                out[i] = y;
             }
+            *state = y;
         }
     }
     fn params(&self) -> Vec<Param> {
@@ -415,13 +418,17 @@ impl Kernel for Biquad {
         let out = io.outputs[0].append_zeroed(x.len());
         let r = self.rows;
         let c = self.coef;
-        for (row, s) in self.state.iter_mut().enumerate() {
-            // Each token holds a run of `frames` consecutive samples of the row.
+        for (row, state) in self.state.iter_mut().enumerate() {
+            // The state lives in registers over the row (a store and reload per sample would
+            // lengthen the recursion's critical path); each token holds a run of `frames`
+            // consecutive samples of the row.
+            let mut s = *state;
             for span in r.spans(row, x.len()) {
                 for (y, &xv) in out[span.clone()].iter_mut().zip(&x[span]) {
-                    *y = biquad_step(&c, s, xv);
+                    *y = biquad_step(&c, &mut s, xv);
                 }
             }
+            *state = s;
         }
     }
     fn params(&self) -> Vec<Param> {
