@@ -1027,6 +1027,8 @@ pub struct Staging {
     pub feeds_back: FixedBitSet,
     /// The producing node of every channel.
     pub producer_of: Vec<u32>,
+    /// The consumer of every channel, by channel index (dense, for the readiness visit list).
+    pub consumer_of: Vec<u32>,
     pub current: usize,
 }
 
@@ -1116,6 +1118,7 @@ impl Staging {
                 .collect(),
             feeds_back,
             producer_of: plan.channels.iter().map(|c| c.from_node as u32).collect(),
+            consumer_of: plan.channels.iter().map(|c| c.to_node as u32).collect(),
             current: 0,
         }
     }

@@ -560,7 +560,10 @@ impl Engine {
         let max_steps = opts.max_steps.or(plan.run.max_steps);
         Ok(Engine {
             world,
-            schedule: crate::systems::build_schedule(),
+            schedule: crate::systems::build_schedule_for(
+                !plan.gates.is_empty(),
+                plan.nodes.iter().any(|n| n.thermal.is_some()),
+            ),
             plan,
             until,
             max_steps,

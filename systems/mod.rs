@@ -33,6 +33,13 @@ pub enum Stage {
 
 /// Builds the step schedule: every stage in its set, the sets chained.
 pub fn build_schedule() -> Schedule {
+    build_schedule_for(true, true)
+}
+
+/// The step schedule of a scene: `gate_sync` only when it has gates and `thermal_integrate`
+/// only when it has thermal nodes — without them both stages have nothing to do, and every
+/// system costs its parameter fetch at every step.
+pub fn build_schedule_for(gates: bool, thermal: bool) -> Schedule {
     let mut schedule = Schedule::new(Step);
     schedule.set_executor(SingleThreadedExecutor::new());
     schedule.configure_sets(
@@ -49,10 +56,14 @@ pub fn build_schedule() -> Schedule {
     schedule.add_systems((
         delay_expiry::delay_expiry.in_set(Stage::DelayExpiry),
         readiness::readiness.in_set(Stage::Readiness),
-        gate_sync::gate_sync.in_set(Stage::GateSync),
         dispatch::dispatch.in_set(Stage::Dispatch),
         kernel_execute::kernel_execute.in_set(Stage::KernelExecute),
-        thermal_integrate::thermal_integrate.in_set(Stage::ThermalIntegrate),
     ));
+    if gates {
+        schedule.add_systems(gate_sync::gate_sync.in_set(Stage::GateSync));
+    }
+    if thermal {
+        schedule.add_systems(thermal_integrate::thermal_integrate.in_set(Stage::ThermalIntegrate));
+    }
     schedule
 }

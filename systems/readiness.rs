@@ -23,7 +23,6 @@ pub fn readiness(
     mut arena: ResMut<TokenArena>,
     mut step: ResMut<StepState>,
     mut stats: ResMut<Stats>,
-    plan: Res<PlanRes>,
     mut nodes: Query<(&mut NodeRuntime, &NodeWiring, &NodeKernel)>,
 ) {
     crate::profile::profile_span!("readiness");
@@ -48,9 +47,9 @@ pub fn readiness(
     if partial {
         visit.clone_from(&step.was_ready);
         for c in arena.recently_changed() {
-            if let Some(ch) = plan.0.channels.get(c) {
-                visit.insert(ch.from_node);
-                visit.insert(ch.to_node);
+            if let (Some(&p), Some(&q)) = (staging.producer_of.get(c), staging.consumer_of.get(c)) {
+                visit.insert(p as usize);
+                visit.insert(q as usize);
             }
         }
         let mut kept = std::mem::take(&mut step.kept);
