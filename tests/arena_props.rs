@@ -2,7 +2,7 @@
 //!
 //! Properties, over random operation sequences on several channels:
 //! 1. FIFO order: popped values and seq numbers equal those written, in order (seq 0, 1, 2, …).
-//! 2. No early visibility: `visible_count` is exactly the number of leading tokens visible at
+//! 2. No early visibility: `visible_count` (and the incremental `visible_now`) is exactly the number of leading tokens visible at
 //!    `now`; a token written at (t, δ) with delay d is invisible at (t+d−1, ·) and, for d = 0, at
 //!    (t, δ); it is visible at (t+d, 0) / (t, δ+1).
 //! 3. Growth preserves content: `set_capacity` to a larger value keeps every channel's tokens.
@@ -345,6 +345,17 @@ fn run(cfg: &[ChanCfg], ops: &[Op], limit: usize) -> Result<(), TestCaseError> {
             limit
         );
         check_all(&arena, &model, now)?;
+        // Property 2 for the engine's incremental look-up: it goes on from what the last
+        // look-up found (through pops, growth and time) and must equal the model every time.
+        for (ch, m) in model.iter().enumerate() {
+            prop_assert_eq!(
+                arena.visible_now(ch, now),
+                m.visible_at(now),
+                "visible_now of channel {} at {}",
+                ch,
+                now
+            );
+        }
     }
     // Drain: every remaining token eventually pops, in order (property 1 end to end).
     let far = Instant::new(now.tick + 10, 0);

@@ -36,3 +36,23 @@ fn stages_run_in_spec_order_without_ambiguity() {
         ]
     );
 }
+
+#[test]
+fn a_scene_without_gates_or_thermal_nodes_runs_four_stages() {
+    let mut schedule = tapwheel::systems::build_schedule_for(false, false);
+    let mut world = World::new();
+    schedule.initialize(&mut world).expect("initialises");
+    let names: Vec<String> = schedule
+        .systems()
+        .expect("initialised")
+        .map(|(_, s)| s.name().to_string())
+        .collect();
+    let short: Vec<&str> = names
+        .iter()
+        .map(|n| n.rsplit("::").next().unwrap_or(n))
+        .collect();
+    assert_eq!(
+        short,
+        vec!["delay_expiry", "readiness", "dispatch", "kernel_execute"]
+    );
+}
