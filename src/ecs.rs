@@ -938,6 +938,14 @@ impl ProbeStream {
     pub fn token(&self, i: usize) -> &[f32] {
         &self.values[i * self.token_len..(i + 1) * self.token_len]
     }
+    /// The memory the stream counts against `max_probe_bytes`: 4 bytes per value, 16 per
+    /// token (its seq and tick).
+    pub fn bytes(&self) -> usize {
+        self.values
+            .len()
+            .saturating_mul(4)
+            .saturating_add(self.seqs.len().saturating_mul(16))
+    }
     /// Records consumed tokens.
     pub fn record(&mut self, values: &[f32], metas: &[TokenMeta]) {
         for m in metas {
@@ -953,6 +961,9 @@ impl ProbeStream {
 pub struct Probes {
     pub streams: Vec<ProbeStream>,
     pub by_node: Vec<Option<usize>>,
+    /// What the streams hold, counted as [`ProbeStream::bytes`] sums it, kept up to date as
+    /// tokens are recorded (the engine checks its limit after every step).
+    pub bytes: usize,
 }
 
 /// Scratch buffers for consumed inputs, reused across firings.

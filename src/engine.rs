@@ -295,6 +295,7 @@ impl Engine {
         let mut probes = Probes {
             streams: Vec::new(),
             by_node: vec![None; plan.nodes.len()],
+            bytes: 0,
         };
         let mut events = crate::time::EventQueue::default();
         let mut costs = Vec::with_capacity(plan.nodes.len());
@@ -844,7 +845,7 @@ impl Engine {
             self.failure = Some(f);
             return self.end(Outcome::Failed);
         }
-        let probe_bytes = self.probe_bytes();
+        let probe_bytes = self.world.resource::<Probes>().bytes;
         if probe_bytes > self.max_probe_bytes {
             self.failure = Some(Diagnostic::nowhere(
                 "E404",
@@ -1028,12 +1029,7 @@ impl Engine {
     pub fn probe_bytes(&self) -> usize {
         self.probes()
             .iter()
-            .map(|p| {
-                p.values
-                    .len()
-                    .saturating_mul(4)
-                    .saturating_add(p.seqs.len().saturating_mul(16))
-            })
+            .map(ProbeStream::bytes)
             .fold(0, usize::saturating_add)
     }
 

@@ -170,7 +170,12 @@ impl Cx<'_> {
             _ => None,
         };
         let sources = self.tape.as_deref_mut().map(|t| &mut t.scratch);
+        let bytes_before = probe.as_ref().map_or(0, |p| p.bytes());
         consume_inputs(rt, wiring, self.arena, probe, self.scratch, bufs, sources);
+        if let Some(p) = index.and_then(|i| self.probes.streams.get(i)) {
+            let added = p.bytes().saturating_sub(bytes_before);
+            self.probes.bytes = self.probes.bytes.saturating_add(added);
+        }
         // How many tokens it recorded (an optional tap's fallbacks are not recorded).
         self.probe_at = start.and_then(|(i, at)| {
             let now = self.probes.streams.get(i)?.len();
