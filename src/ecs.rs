@@ -506,77 +506,103 @@ pub fn flush_completed(
     let mut tape = tape;
     let mut flushed = 0;
     while rt.in_flight.front().is_some_and(|f| f.done) {
-        let Some(mut firing) = rt.in_flight.pop_front() else {
+        let Some(firing) = rt.in_flight.pop_front() else {
             break;
         };
-        let mut waiting = Vec::new();
-        for (pi, (port, block)) in wiring
-            .outputs
-            .iter()
-            .zip(firing.outputs.iter_mut())
-            .enumerate()
-        {
-            let produced = block.tokens().min(port.max_production as usize);
-            for oc in &port.channels {
-                arena.release(oc.channel, port.max_production - produced as u32);
-                let visible = zero.visible(now, oc.delay);
-                let discard = arena.ring(oc.channel).consumer_finished_at.is_some() || rt.fenced;
-                for t in 0..produced {
-                    if discard {
-                        arena.discard_on_arrival(oc.channel);
-                    } else {
-                        let tl = port.token_len;
-                        let token = &block.values[t * tl..(t + 1) * tl];
-                        if port.split.is_some() {
-                            let mut part = std::mem::take(&mut rt.part_scratch);
-                            part.clear();
-                            crate::adapters::scatter(
-                                port.split, port.shape, oc.part, token, &mut part,
-                            );
-                            let r = arena.write(oc.channel, &part, visible);
-                            rt.part_scratch = part;
-                            let seq = r?;
-                            if let Some(tp) = tape.as_deref_mut() {
-                                let at = firing
-                                    .tape
-                                    .map(|e| (e, pi as u16, oc.part as u16, t as u32));
-                                tp.produced(oc.channel, seq, at);
-                            }
-                        } else {
-                            let seq = arena.write(oc.channel, token, visible)?;
-                            if let Some(tp) = tape.as_deref_mut() {
-                                let at = firing.tape.map(|e| (e, pi as u16, 0, t as u32));
-                                tp.produced(oc.channel, seq, at);
-                            }
-                        }
-                        if arena.ring(oc.channel).capacity == 0 {
-                            waiting.push(oc.channel);
-                        }
-                    }
-                }
-                if produced > 0 && !discard && oc.delay > 0 {
-                    events.push_wake(visible.tick);
-                }
-            }
-            block.values.clear();
-        }
-        rt.spare.push(firing.outputs);
-        if waiting.is_empty() {
-            rt.retired.extend(firing.ticket);
-        } else {
-            rt.rendezvous.push(HeldFiring {
-                ticket: firing.ticket,
-                waiting,
-            });
-        }
+        flush_firing(
+            rt,
+            wiring,
+            arena,
+            events,
+            now,
+            zero,
+            tape.as_deref_mut(),
+            firing,
+        )?;
         flushed += 1;
     }
     Ok(flushed)
 }
 
-/// Writes out a node's completed firings at `now` (see [`flush_completed`]), counts them, and
-/// finishes a source whose last firing has been written (§4 end of stream). An arena failure
-/// comes back as the diagnostic that ends the run.
+/// Writes out one completed firing, the oldest of its node (no earlier firing is in flight).
+#[allow(clippy::too_many_arguments)]
+fn flush_firing(
+    rt: &mut NodeRuntime,
+    wiring: &NodeWiring,
+    arena: &mut TokenArena,
+    events: &mut EventQueue,
+    now: Instant,
+    zero: ZeroDelay,
+    tape: Option<&mut crate::tape::Tape>,
+    firing: Firing,
+) -> Result<(), crate::arena::ArenaError> {
+    let mut tape = tape;
+    let mut firing = firing;
+    let mut waiting = Vec::new();
+    for (pi, (port, block)) in wiring
+        .outputs
+        .iter()
+        .zip(firing.outputs.iter_mut())
+        .enumerate()
+    {
+        let produced = block.tokens().min(port.max_production as usize);
+        for oc in &port.channels {
+            arena.release(oc.channel, port.max_production - produced as u32);
+            let visible = zero.visible(now, oc.delay);
+            let discard = arena.ring(oc.channel).consumer_finished_at.is_some() || rt.fenced;
+            for t in 0..produced {
+                if discard {
+                    arena.discard_on_arrival(oc.channel);
+                } else {
+                    let tl = port.token_len;
+                    let token = &block.values[t * tl..(t + 1) * tl];
+                    if port.split.is_some() {
+                        let mut part = std::mem::take(&mut rt.part_scratch);
+                        part.clear();
+                        crate::adapters::scatter(port.split, port.shape, oc.part, token, &mut part);
+                        let r = arena.write(oc.channel, &part, visible);
+                        rt.part_scratch = part;
+                        let seq = r?;
+                        if let Some(tp) = tape.as_deref_mut() {
+                            let at = firing
+                                .tape
+                                .map(|e| (e, pi as u16, oc.part as u16, t as u32));
+                            tp.produced(oc.channel, seq, at);
+                        }
+                    } else {
+                        let seq = arena.write(oc.channel, token, visible)?;
+                        if let Some(tp) = tape.as_deref_mut() {
+                            let at = firing.tape.map(|e| (e, pi as u16, 0, t as u32));
+                            tp.produced(oc.channel, seq, at);
+                        }
+                    }
+                    if arena.ring(oc.channel).capacity == 0 {
+                        waiting.push(oc.channel);
+                    }
+                }
+            }
+            if produced > 0 && !discard && oc.delay > 0 {
+                events.push_wake(visible.tick);
+            }
+        }
+        block.values.clear();
+    }
+    rt.spare.push(firing.outputs);
+    if waiting.is_empty() {
+        rt.retired.extend(firing.ticket);
+    } else {
+        rt.rendezvous.push(HeldFiring {
+            ticket: firing.ticket,
+            waiting,
+        });
+    }
+    Ok(())
+}
+
+/// Writes out a node's completed firings at `now` (see [`flush_completed`]), after `direct`, a
+/// firing [`book_firing`] handed back instead of queueing, counts them, and finishes a source
+/// whose last firing has been written (§4 end of stream). An arena failure comes back as the
+/// diagnostic that ends the run.
 #[allow(clippy::too_many_arguments)]
 pub fn write_out_completed(
     n: usize,
@@ -588,8 +614,19 @@ pub fn write_out_completed(
     now: Instant,
     zero: ZeroDelay,
     tape: Option<&mut crate::tape::Tape>,
+    direct: Option<Firing>,
 ) -> Option<crate::error::Diagnostic> {
-    let failure = match flush_completed(rt, wiring, arena, events, now, zero, tape) {
+    let mut tape = tape;
+    // A firing booked straight to write-out (`Booked::Direct`) is the node's oldest.
+    let first = match direct {
+        Some(f) => {
+            flush_firing(rt, wiring, arena, events, now, zero, tape.as_deref_mut(), f).map(|()| 1)
+        }
+        None => Ok(0),
+    };
+    let flushed = first
+        .and_then(|k| flush_completed(rt, wiring, arena, events, now, zero, tape).map(|c| k + c));
+    let failure = match flushed {
         Ok(c) => {
             stats.completed[n] += c as u64;
             None
@@ -1303,8 +1340,9 @@ pub fn reserve_outputs(
 }
 
 /// Books a firing that has computed its outputs (§4): counts it, moves a source's next due
-/// tick, and puts the task in flight, completing at `now + latency`. Returns whether it
-/// completes in this step (`L = 0`); otherwise its completion event is queued.
+/// tick, and puts the task in flight, completing at `now + latency`; a firing with `L = 0`
+/// completes in this step, and with `direct` and no earlier firing in flight it is handed back
+/// for immediate write-out instead of being queued. Otherwise its completion event is queued.
 #[allow(clippy::too_many_arguments)]
 pub fn book_firing(
     n: usize,
@@ -1316,7 +1354,8 @@ pub fn book_firing(
     now: Instant,
     events: &mut EventQueue,
     stats: &mut Stats,
-) -> bool {
+    direct: bool,
+) -> Booked {
     let index = rt.firings_started;
     rt.firings_started += 1;
     stats.firings[n] += 1;
@@ -1352,7 +1391,7 @@ pub fn book_firing(
         }
     }
     let complete_at = now.tick.saturating_add(latency);
-    rt.in_flight.push_back(Firing {
+    let firing = Firing {
         index,
         started: now.tick,
         complete_at,
@@ -1360,15 +1399,32 @@ pub fn book_firing(
         outputs,
         ticket,
         tape: rt.tape_entry.take(),
-    });
+    };
     if latency > 0 {
+        rt.in_flight.push_back(firing);
         events.push_completion(complete_at, n as u32);
-        return false;
+        return Booked::Later;
     }
     if !wiring.is_probe {
         stats.makespan = stats.makespan.max(now.tick);
     }
-    true
+    if direct && rt.in_flight.is_empty() {
+        // Nothing earlier is in flight: it is written out at once, without a queue round trip.
+        return Booked::Direct(firing);
+    }
+    rt.in_flight.push_back(firing);
+    Booked::Done
+}
+
+/// What [`book_firing`] did with a firing.
+#[derive(Debug)]
+pub enum Booked {
+    /// In flight, completing at `t + L` (`L > 0`).
+    Later,
+    /// Completed (`L = 0`), queued behind the node's earlier firings.
+    Done,
+    /// Completed (`L = 0`) with nothing earlier in flight, handed back to be written out now.
+    Direct(Firing),
 }
 
 /// §10: the consumer of rendezvous channel `ch` took (or discarded) `n` tokens: the producer's

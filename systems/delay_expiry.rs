@@ -45,6 +45,7 @@ impl Out<'_> {
             self.now,
             self.zero,
             self.tape.as_deref_mut(),
+            None,
         ) {
             self.step.failure = Some(f);
         }

@@ -226,7 +226,7 @@ impl Cx<'_> {
             record.temperature = temperature;
             log.firing(record);
         }
-        let now_done = book_firing(
+        let booked = book_firing(
             n,
             rt,
             wiring,
@@ -236,6 +236,7 @@ impl Cx<'_> {
             self.now,
             self.events,
             self.stats,
+            !self.staging.ipls(),
         );
         if wiring.host_fed && rt.next_due <= self.now.tick {
             // Another injected token is due at this tick: it fires in the next delta.
@@ -249,9 +250,11 @@ impl Cx<'_> {
             // it may issue another in the next delta.
             self.step.pending = true;
         }
-        if !now_done {
-            return;
-        }
+        let direct = match booked {
+            Booked::Later => return,
+            Booked::Done => None,
+            Booked::Direct(firing) => Some(firing),
+        };
         if self.staging.ipls() {
             if !self.step.flush_marked.contains(n) {
                 self.step.flush_marked.grow(n + 1);
@@ -269,6 +272,7 @@ impl Cx<'_> {
                 self.now,
                 ZeroDelay::NextDelta,
                 self.tape.as_deref_mut(),
+                direct,
             ) {
                 self.step.failure = Some(f);
             }
@@ -692,6 +696,7 @@ fn barrier(cx: &mut Cx<'_>, order: &[Entity], nodes: &mut NodeQuery<'_, '_>) {
             cx.now,
             ZeroDelay::LaterStages,
             cx.tape.as_deref_mut(),
+            None,
         ) {
             cx.step.failure = Some(f);
         }
