@@ -37,6 +37,7 @@ use crate::scene::*;
 use crate::schedule::{PlanGate, PlanSchedule};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::sync::Arc;
 
 /// Largest token the engine accepts (elements); larger shapes are located errors.
@@ -1022,11 +1023,16 @@ impl Plan {
             symbols: s.symbols.clone(),
             digest: String::new(),
         };
-        let bytes = serde_json::to_vec(&plan)
-            .map_err(|e| Error::Internal(format!("plan serialisation failed: {e}")))?;
         let mut h = blake3::Hasher::new();
         h.update(b"tapwheel-plan/1\0");
-        h.update(&bytes);
+        // The JSON streams into the hash through a buffer: the same bytes as `to_vec`, without
+        // holding the whole text (hundreds of bytes per node) in memory.
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut h);
+        serde_json::to_writer(&mut w, &plan)
+            .map_err(|e| Error::Internal(format!("plan serialisation failed: {e}")))?;
+        w.flush()
+            .map_err(|e| Error::Internal(format!("plan serialisation failed: {e}")))?;
+        drop(w);
         plan.digest = h.finalize().to_hex().to_string();
         Ok(plan)
     }
