@@ -36,9 +36,17 @@ use crate::kernels::{self, KernelRegistry, RateRule, Signature, TapSig};
 use crate::scene::*;
 use crate::schedule::{PlanGate, PlanSchedule};
 use serde::Serialize;
+use smallvec::SmallVec;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Arc;
+
+/// Node names to scene indices. The names are user text, so the map keeps a seeded hash
+/// (foldhash: no crafted-collision blow-up) without SipHash's cost, which was a tenth of
+/// planning a 1 M-node scene.
+pub(crate) type NameIndex<'a> = HashMap<&'a str, usize, foldhash::fast::RandomState>;
 
 /// Largest token the engine accepts (elements); larger shapes are located errors.
 pub const MAX_TOKEN_ELEMENTS: u64 = 1 << 26;
@@ -356,18 +364,19 @@ impl Ctx {
     }
 }
 
-/// Parameters are rounded to f32 by kernels, so they must be finite as f32 too.
-fn finite(ctx: &mut Ctx, path: String, name: &str, v: f64) {
+/// Parameters are rounded to f32 by kernels, so they must be finite as f32 too. `path` is
+/// written only for a diagnostic.
+fn finite(ctx: &mut Ctx, path: impl FnOnce() -> String, name: &str, v: f64) {
     if !v.is_finite() {
         ctx.err(
             "E220",
-            path,
+            path(),
             format!("parameter `{name}` must be finite, got {v}"),
         );
     } else if !(v as f32).is_finite() {
         ctx.err(
             "E220",
-            path,
+            path(),
             format!("parameter `{name}` = {v} overflows f32 (kernels compute in f32)"),
         );
     }
@@ -389,7 +398,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
     let bad = |ctx: &mut Ctx, field: &str, msg: String| ctx.err("E220", p(field), msg);
     // A frequency must be finite, non-negative and below Nyquist (tick_hz / 2).
     let freq = |ctx: &mut Ctx, field: &str, f: f64, zero_ok: bool| {
-        finite(ctx, p(field), field, f);
+        finite(ctx, || p(field), field, f);
         if f.is_finite() && (f >= nyquist || f < 0.0 || (!zero_ok && f == 0.0)) {
             ctx.err(
                 "E220",
@@ -402,10 +411,10 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
         }
     };
     match k {
-        KernelSpec::Const { value } => finite(ctx, p("value"), "value", *value),
+        KernelSpec::Const { value } => finite(ctx, || p("value"), "value", *value),
         KernelSpec::Ramp { start, step } => {
-            finite(ctx, p("start"), "start", *start);
-            finite(ctx, p("step"), "step", *step);
+            finite(ctx, || p("start"), "start", *start);
+            finite(ctx, || p("step"), "step", *step);
         }
         KernelSpec::Sine {
             freq_hz,
@@ -413,26 +422,26 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             phase,
         } => {
             freq(ctx, "freq_hz", *freq_hz, true);
-            finite(ctx, p("amp"), "amp", *amp);
-            finite(ctx, p("phase"), "phase", *phase);
+            finite(ctx, || p("amp"), "amp", *amp);
+            finite(ctx, || p("phase"), "phase", *phase);
         }
         KernelSpec::Saw { freq_hz, amp } => {
             freq(ctx, "freq_hz", *freq_hz, true);
-            finite(ctx, p("amp"), "amp", *amp);
+            finite(ctx, || p("amp"), "amp", *amp);
         }
         KernelSpec::Square { freq_hz, amp, duty } => {
             freq(ctx, "freq_hz", *freq_hz, true);
-            finite(ctx, p("amp"), "amp", *amp);
+            finite(ctx, || p("amp"), "amp", *amp);
             if !(0.0..=1.0).contains(duty) {
                 bad(ctx, "duty", format!("duty = {duty} must lie in [0, 1]"));
             }
         }
-        KernelSpec::Noise { amp, .. } => finite(ctx, p("amp"), "amp", *amp),
-        KernelSpec::Gain { gain } => finite(ctx, p("gain"), "gain", *gain),
+        KernelSpec::Noise { amp, .. } => finite(ctx, || p("amp"), "amp", *amp),
+        KernelSpec::Gain { gain } => finite(ctx, || p("gain"), "gain", *gain),
         KernelSpec::Offset { value }
         | KernelSpec::AddScalar { value }
-        | KernelSpec::MulScalar { value } => finite(ctx, p("value"), "value", *value),
-        KernelSpec::OnePole { coeff } => finite(ctx, p("coeff"), "coeff", *coeff),
+        | KernelSpec::MulScalar { value } => finite(ctx, || p("value"), "value", *value),
+        KernelSpec::OnePole { coeff } => finite(ctx, || p("coeff"), "coeff", *coeff),
         KernelSpec::Biquad {
             cutoff_hz,
             q,
@@ -440,11 +449,11 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             ..
         } => {
             freq(ctx, "cutoff_hz", *cutoff_hz, false);
-            finite(ctx, p("q"), "q", *q);
+            finite(ctx, || p("q"), "q", *q);
             if q.is_finite() && *q <= 0.0 {
                 bad(ctx, "q", format!("q = {q} must be positive"));
             }
-            finite(ctx, p("gain_db"), "gain_db", *gain_db);
+            finite(ctx, || p("gain_db"), "gain_db", *gain_db);
         }
         KernelSpec::Fir { taps } => {
             if taps.is_empty() || taps.len() > MAX_FIR_TAPS {
@@ -455,7 +464,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 );
             }
             for (i, t) in taps.iter().enumerate() {
-                finite(ctx, p(&format!("taps[{i}]")), "taps", *t);
+                finite(ctx, || p(&format!("taps[{i}]")), "taps", *t);
             }
         }
         KernelSpec::Decimate { factor } | KernelSpec::Interpolate { factor } if *factor == 0 => {
@@ -478,7 +487,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 ("decay", decay),
                 ("release", release),
             ] {
-                finite(ctx, p(name), name, *v);
+                finite(ctx, || p(name), name, *v);
                 if *v < 0.0 {
                     bad(ctx, name, format!("{name} = {v} s must not be negative"));
                 }
@@ -500,7 +509,12 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             mode,
             sample_rate_hz,
         } => {
-            finite(ctx, p("sample_rate_hz"), "sample_rate_hz", *sample_rate_hz);
+            finite(
+                ctx,
+                || p("sample_rate_hz"),
+                "sample_rate_hz",
+                *sample_rate_hz,
+            );
             if sample_rate_hz.is_nan() || *sample_rate_hz <= 0.0 {
                 bad(
                     ctx,
@@ -514,7 +528,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             } = mode
             {
                 for (name, v) in [("max_rate", max_rate), ("max_accel", max_accel)] {
-                    finite(ctx, p(&format!("mode.{name}")), name, *v);
+                    finite(ctx, || p(&format!("mode.{name}")), name, *v);
                     if v.is_nan() || *v <= 0.0 {
                         bad(
                             ctx,
@@ -533,7 +547,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             | Pred::Eq(x)
             | Pred::Ne(x)
             | Pred::NotMultipleOf(x)) = *pred;
-            finite(ctx, p("pred"), "pred", x);
+            finite(ctx, || p("pred"), "pred", x);
             if matches!(pred, Pred::NotMultipleOf(_)) && x == 0.0 {
                 ctx.err(
                     "E220",
@@ -560,7 +574,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 );
             }
             for (k, g) in gains.iter().enumerate() {
-                finite(ctx, p(&format!("gains[{k}]")), "gains", *g);
+                finite(ctx, || p(&format!("gains[{k}]")), "gains", *g);
             }
         }
         KernelSpec::BandSplit { bands } | KernelSpec::BandMerge { bands }
@@ -590,7 +604,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
         }
         KernelSpec::Custom { kind, params } => {
             for (name, v) in params {
-                finite(ctx, p(&format!("params.{name}")), name, *v);
+                finite(ctx, || p(&format!("params.{name}")), name, *v);
             }
             match env.registry.get(kind) {
                 None => ctx.err(
@@ -726,10 +740,13 @@ impl Plan {
         }
 
         // Nodes and their taps.
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut by_name = NameIndex::with_capacity_and_hasher(s.nodes.len(), Default::default());
         let mut nodes: Vec<PlanNode> = Vec::with_capacity(s.nodes.len());
+        // One path buffer for every node (`plan_node` borrows it; diagnostics copy it).
+        let mut path = String::new();
         for (i, n) in s.nodes.iter().enumerate() {
-            let path = format!("nodes[{i}]");
+            path.clear();
+            let _ = write!(path, "nodes[{i}]");
             if !valid_name(&n.name) {
                 ctx.err(
                     "E201",
@@ -737,39 +754,38 @@ impl Plan {
                     format!("node name `{}` must match [A-Za-z0-9_]+", n.name),
                 );
             }
-            if let Some(&first) = by_name.get(n.name.as_str()) {
-                ctx.err(
+            match by_name.entry(n.name.as_str()) {
+                Entry::Occupied(first) => ctx.err(
                     "E202",
                     format!("{path}.name"),
-                    format!("node name `{}` is already used by nodes[{first}]", n.name),
-                );
-            } else {
-                by_name.insert(n.name.as_str(), i);
+                    format!(
+                        "node name `{}` is already used by nodes[{}]",
+                        n.name,
+                        first.get()
+                    ),
+                ),
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
             }
             nodes.push(plan_node(&mut ctx, &path, n, &s.defaults.shape, &env));
         }
 
         // Channels.
         let mut channels = Vec::with_capacity(s.edges.len());
-        let mut input_owner: HashMap<(usize, usize), usize> = HashMap::new();
+        // The last edge into each input tap, flat over (node, tap): `in_base[node] + tap`.
+        let mut in_base = Vec::with_capacity(nodes.len());
+        let mut in_total = 0;
+        for n in &nodes {
+            in_base.push(in_total);
+            in_total += n.inputs.len();
+        }
+        let mut input_owner: Vec<Option<usize>> = vec![None; in_total];
         for (e, edge) in s.edges.iter().enumerate() {
-            let path = format!("edges[{e}]");
-            let from = resolve(
-                &mut ctx,
-                &format!("{path}.from"),
-                &edge.from,
-                &by_name,
-                &nodes,
-                true,
-            );
-            let to = resolve(
-                &mut ctx,
-                &format!("{path}.to"),
-                &edge.to,
-                &by_name,
-                &nodes,
-                false,
-            );
+            // Paths are only written for diagnostics, so only when there is one.
+            let path = || format!("edges[{e}]");
+            let from = resolve(&mut ctx, e, "from", &edge.from, &by_name, &nodes, true);
+            let to = resolve(&mut ctx, e, "to", &edge.to, &by_name, &nodes, false);
             let capacity = edge.capacity.unwrap_or(s.defaults.capacity);
             for (code, field, msg) in crate::overflow::ChannelRules::check(
                 edge.policy,
@@ -777,7 +793,7 @@ impl Plan {
                 edge.watermarks,
                 capacity,
             ) {
-                ctx.err(code, format!("{path}.{field}"), msg);
+                ctx.err(code, format!("{}.{field}", path()), msg);
             }
             let (delay, delay_symbol) = match &edge.delay {
                 DelaySpec::Ticks(d) => (*d, None),
@@ -793,7 +809,7 @@ impl Plan {
                 // holds more than one firing's tokens.
                 ctx.err(
                     "E244",
-                    format!("{path}.capacity"),
+                    format!("{}.capacity", path()),
                     format!(
                         "rendezvous channel (capacity 0) `{}` → `{}`: the consumer takes {} tokens per firing but the producer writes at most {} before it must wait for them to be taken (use a capacity of at least {})",
                         edge.from, edge.to, tport.rate, fport.rate, tport.rate
@@ -817,12 +833,12 @@ impl Plan {
                 tport.adapter,
                 Some(Adapter::SumFanIn | Adapter::ConcatChannels | Adapter::ConcatBatch)
             );
-            if let Some(prev) = input_owner.insert((tnode, ttap), e)
+            if let Some(prev) = input_owner[in_base[tnode] + ttap].replace(e)
                 && !gathers
             {
                 ctx.err(
                     "E234",
-                    format!("{path}.to"),
+                    format!("{}.to", path()),
                     format!(
                         "input tap `{}` already has a channel (edges[{prev}]); an input tap takes one channel unless it declares a gather adapter (SumFanIn, ConcatChannels, ConcatBatch)",
                         edge.to
@@ -849,7 +865,7 @@ impl Plan {
             if !fits {
                 ctx.err(
                     "E235",
-                    path.clone(),
+                    path(),
                     format!(
                         "shape mismatch: `{}` writes {wshape} but `{}` reads {tshape}{} (declare an adapter or make them equal)",
                         edge.from,
@@ -864,14 +880,14 @@ impl Plan {
             let len = tshape.elements() as usize;
             let mut initial = Vec::with_capacity(edge.initial.len());
             for (k, tok) in edge.initial.iter().enumerate() {
-                let tpath = format!("{path}.initial[{k}]");
+                let tpath = || format!("{}.initial[{k}]", path());
                 let values: Vec<f32> = match tok {
                     TokenSpec::Scalar(v) => vec![*v as f32; len],
                     TokenSpec::Block(vs) => {
                         if vs.len() != len {
                             ctx.err(
                                 "E236",
-                                tpath.clone(),
+                                tpath(),
                                 format!(
                                     "initial token has {} values; the tap's shape {tshape} needs 1 or {len}",
                                     vs.len()
@@ -882,7 +898,7 @@ impl Plan {
                     }
                 };
                 if values.iter().any(|v| !v.is_finite()) {
-                    ctx.err("E236", tpath, "initial token values must be finite");
+                    ctx.err("E236", tpath(), "initial token values must be finite");
                 }
                 initial.push(values);
             }
@@ -1087,13 +1103,13 @@ fn plan_node(
             (ins, outs, RateRule::Free, false)
         }
     };
-    let in_names: Vec<String> = in_taps.iter().map(|t| t.0.clone()).collect();
-    let out_names: Vec<String> = out_taps.iter().map(|t| t.0.clone()).collect();
+    let in_names: SmallVec<[&str; 4]> = in_taps.iter().map(|t| t.0.as_str()).collect();
+    let out_names: SmallVec<[&str; 4]> = out_taps.iter().map(|t| t.0.as_str()).collect();
     let is_actor = matches!(n.kernel, KernelSpec::Actor);
     for (name, o) in &n.taps {
         let tpath = format!("{path}.taps.{name}");
-        let is_in = in_names.contains(name);
-        let is_out = out_names.contains(name);
+        let is_in = in_names.contains(&name.as_str());
+        let is_out = out_names.contains(&name.as_str());
         if !is_in && !is_out {
             if !is_actor {
                 ctx.err(
@@ -1105,7 +1121,7 @@ fn plan_node(
                         in_names
                             .iter()
                             .chain(&out_names)
-                            .map(String::as_str)
+                            .copied()
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -1225,7 +1241,7 @@ fn plan_node(
             ),
         );
     }
-    let rates: Vec<u32> = inputs
+    let rates: SmallVec<[u32; 4]> = inputs
         .iter()
         .map(|t| t.rate)
         .chain(outputs.iter().map(|t| t.rate))
@@ -1251,7 +1267,7 @@ fn plan_node(
     }
     if !is_actor && !matches!(n.kernel, KernelSpec::Probe) {
         // Shape-preserving kernels: every tap has one shape.
-        let shapes: Vec<Shape> = inputs
+        let shapes: SmallVec<[Shape; 4]> = inputs
             .iter()
             .map(|t| t.shape)
             .chain(outputs.iter().map(|t| t.shape))
@@ -1440,7 +1456,7 @@ fn plan_loss(
     ctx: &mut Ctx,
     s: &SceneSpec,
     nodes: &[PlanNode],
-    by_name: &HashMap<&str, usize>,
+    by_name: &NameIndex<'_>,
     base_dir: &std::path::Path,
 ) -> Option<crate::loss::Loss> {
     let spec = s.loss.as_ref()?;
@@ -1534,7 +1550,7 @@ fn plan_loss(
 
 /// §14: thermal parameters are physical (positive capacity and resistance, non-negative
 /// coefficients, an ambient in kelvin); a throttle needs thermal state and a factor ≥ 1.
-fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[String]) {
+fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[&str]) {
     if let Some(t) = &n.thermal {
         let fields = [
             ("capacity", t.capacity, false, "J/K"),
@@ -1560,7 +1576,7 @@ fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[String]) 
                 );
             }
         }
-        if out_names.iter().any(|o| o == TEMP_TAP) {
+        if out_names.contains(&TEMP_TAP) {
             ctx.err(
                 "E396",
                 format!("{path}.taps.{TEMP_TAP}"),
@@ -1605,7 +1621,7 @@ fn plan_thermal_links(
     ctx: &mut Ctx,
     s: &SceneSpec,
     nodes: &[PlanNode],
-    by_name: &HashMap<&str, usize>,
+    by_name: &NameIndex<'_>,
 ) -> Vec<(u32, u32, f64)> {
     let mut out = Vec::with_capacity(s.thermal_links.len());
     let mut seen: HashMap<(usize, usize), usize> = HashMap::new();
@@ -1807,22 +1823,24 @@ fn check_shape_rules(
 /// Resolves `"node.tap"`; `output` says which side the tap must be on.
 fn resolve(
     ctx: &mut Ctx,
-    path: &str,
+    edge: usize,
+    side: &str,
     endpoint: &str,
-    by_name: &HashMap<&str, usize>,
+    by_name: &NameIndex<'_>,
     nodes: &[PlanNode],
     output: bool,
 ) -> Option<(usize, usize)> {
+    let path = || format!("edges[{edge}].{side}");
     let Some((node, tap)) = endpoint.split_once('.') else {
         ctx.err(
             "E230",
-            path,
+            path(),
             format!("endpoint `{endpoint}` must be written \"node.tap\""),
         );
         return None;
     };
     let Some(&ni) = by_name.get(node) else {
-        ctx.err("E231", path, format!("unknown node `{node}`"));
+        ctx.err("E231", path(), format!("unknown node `{node}`"));
         return None;
     };
     if nodes.get(ni).is_some_and(|n| n.opaque) {
@@ -1836,7 +1854,7 @@ fn resolve(
         (true, None, Some(_)) => {
             ctx.err(
                 "E233",
-                path,
+                path(),
                 format!("`{endpoint}` is an input tap; `from` needs an output tap"),
             );
             None
@@ -1844,7 +1862,7 @@ fn resolve(
         (false, Some(_), None) => {
             ctx.err(
                 "E233",
-                path,
+                path(),
                 format!("`{endpoint}` is an output tap; `to` needs an input tap"),
             );
             None
@@ -1858,7 +1876,7 @@ fn resolve(
                 .collect();
             ctx.err(
                 "E232",
-                path,
+                path(),
                 format!(
                     "node `{node}` ({}) has no tap `{tap}` (its taps: {}){}",
                     n.kernel.kind(),
@@ -1888,11 +1906,20 @@ fn detect_zero_time_cycles(
     s: &SceneSpec,
 ) {
     let n = nodes.len();
+    let zero_time =
+        |c: &&PlanChannel| c.delay == 0 && c.initial.is_empty() && nodes[c.from_node].latency == 0;
+    if acyclic(
+        n,
+        channels
+            .iter()
+            .filter(zero_time)
+            .map(|c| (c.from_node, c.to_node)),
+    ) {
+        return;
+    }
     let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for c in channels {
-        if c.delay == 0 && c.initial.is_empty() && nodes[c.from_node].latency == 0 {
-            adj[c.from_node].push(c.to_node);
-        }
+    for c in channels.iter().filter(zero_time) {
+        adj[c.from_node].push(c.to_node);
     }
     for a in &mut adj {
         a.sort_unstable();
@@ -1935,6 +1962,41 @@ fn detect_zero_time_cycles(
             ),
         );
     }
+}
+
+/// The graph of `n` nodes and `edges` has no directed cycle (a self-loop is one). Kahn's
+/// peeling over flat arrays: most plans are acyclic over their zero-time edges, and this
+/// proves it without a list per node and a component search.
+fn acyclic(n: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> bool {
+    let mut indegree = vec![0u32; n];
+    // Out-edges grouped by source (CSR): `targets[first[v]..first[v + 1]]`.
+    let mut first = vec![0usize; n + 1];
+    for (a, b) in edges.clone() {
+        indegree[b] += 1;
+        first[a + 1] += 1;
+    }
+    for v in 0..n {
+        first[v + 1] += first[v];
+    }
+    let mut fill = first.clone();
+    let mut targets = vec![0usize; first[n]];
+    for (a, b) in edges {
+        targets[fill[a]] = b;
+        fill[a] += 1;
+    }
+    drop(fill);
+    let mut ready: Vec<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
+    let mut peeled = 0;
+    while let Some(v) = ready.pop() {
+        peeled += 1;
+        for &w in &targets[first[v]..first[v + 1]] {
+            indegree[w] -= 1;
+            if indegree[w] == 0 {
+                ready.push(w);
+            }
+        }
+    }
+    peeled == n
 }
 
 /// Strongly connected components (iterative Tarjan), each listed once.
