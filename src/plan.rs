@@ -781,11 +781,17 @@ impl Plan {
             in_total += n.inputs.len();
         }
         let mut input_owner: Vec<Option<usize>> = vec![None; in_total];
+        let mut lookup = EndpointLookup {
+            by_name: &by_name,
+            nodes: &s.nodes,
+            unique: by_name.len() == s.nodes.len(),
+            last: 0,
+        };
         for (e, edge) in s.edges.iter().enumerate() {
             // Paths are only written for diagnostics, so only when there is one.
             let path = || format!("edges[{e}]");
-            let from = resolve(&mut ctx, e, "from", &edge.from, &by_name, &nodes, true);
-            let to = resolve(&mut ctx, e, "to", &edge.to, &by_name, &nodes, false);
+            let from = resolve(&mut ctx, e, "from", &edge.from, &mut lookup, &nodes, true);
+            let to = resolve(&mut ctx, e, "to", &edge.to, &mut lookup, &nodes, false);
             let capacity = edge.capacity.unwrap_or(s.defaults.capacity);
             for (code, field, msg) in crate::overflow::ChannelRules::check(
                 edge.policy,
@@ -1103,8 +1109,61 @@ fn plan_node(
             (ins, outs, RateRule::Free, false)
         }
     };
-    let in_names: SmallVec<[&str; 4]> = in_taps.iter().map(|t| t.0.as_str()).collect();
-    let out_names: SmallVec<[&str; 4]> = out_taps.iter().map(|t| t.0.as_str()).collect();
+    let ov = |name: &str| n.taps.get(name);
+    // A tap's rate: the override's, else the kernel's default (`Decimate` reads `factor`).
+    let rate_of =
+        |name: &str, default: u32| ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1));
+    // The taps take the layout's names (building them emits no diagnostic, so the checks
+    // below report in the same order as before).
+    let inputs: Vec<PlanInput> = in_taps
+        .into_iter()
+        .map(|(name, default_rate)| {
+            let o = ov(&name);
+            PlanInput {
+                rate: rate_of(&name, default_rate),
+                optional: o.is_some_and(|o| o.optional),
+                hold_last: o.is_some_and(|o| o.hold_last),
+                default: o.map_or(0.0, |o| o.default),
+                shape: o.and_then(|o| o.shape).unwrap_or(shape),
+                channels: Vec::new(),
+                adapter: o.and_then(|o| o.adapter),
+                name,
+            }
+        })
+        .collect();
+    let in_shape = |i: usize| inputs.get(i).map_or(shape, |t| t.shape);
+    // Output shapes of shape-changing kernels follow from their inputs unless overridden.
+    let inferred = match &n.kernel {
+        KernelSpec::MatMul => Shape {
+            frames: in_shape(1).frames,
+            ..in_shape(0)
+        },
+        KernelSpec::Transpose => Shape {
+            channels: in_shape(0).frames,
+            frames: in_shape(0).channels,
+            ..in_shape(0)
+        },
+        KernelSpec::RowSum | KernelSpec::RowMax => Shape {
+            frames: 1,
+            ..in_shape(0)
+        },
+        _ => shape,
+    };
+    let outputs: Vec<PlanOutput> = out_taps
+        .into_iter()
+        .map(|(name, default_rate)| {
+            let o = ov(&name);
+            PlanOutput {
+                rate: rate_of(&name, default_rate),
+                shape: o.and_then(|o| o.shape).unwrap_or(inferred),
+                channels: Vec::new(),
+                adapter: o.and_then(|o| o.adapter),
+                name,
+            }
+        })
+        .collect();
+    let in_names: SmallVec<[&str; 4]> = inputs.iter().map(|t| t.name.as_str()).collect();
+    let out_names: SmallVec<[&str; 4]> = outputs.iter().map(|t| t.name.as_str()).collect();
     let is_actor = matches!(n.kernel, KernelSpec::Actor);
     for (name, o) in &n.taps {
         let tpath = format!("{path}.taps.{name}");
@@ -1174,57 +1233,6 @@ fn plan_node(
             check_shape(ctx, format!("{tpath}.shape"), &sh);
         }
     }
-    let ov = |name: &str| n.taps.get(name);
-    // A tap's rate: the override's, else the kernel's default (`Decimate` reads `factor`).
-    let rate_of =
-        |name: &str, default: u32| ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1));
-    let inputs: Vec<PlanInput> = in_taps
-        .iter()
-        .map(|(name, default_rate)| {
-            let o = ov(name);
-            PlanInput {
-                name: name.clone(),
-                rate: rate_of(name, *default_rate),
-                optional: o.is_some_and(|o| o.optional),
-                hold_last: o.is_some_and(|o| o.hold_last),
-                default: o.map_or(0.0, |o| o.default),
-                shape: o.and_then(|o| o.shape).unwrap_or(shape),
-                channels: Vec::new(),
-                adapter: o.and_then(|o| o.adapter),
-            }
-        })
-        .collect();
-    let in_shape = |i: usize| inputs.get(i).map_or(shape, |t| t.shape);
-    // Output shapes of shape-changing kernels follow from their inputs unless overridden.
-    let inferred = match &n.kernel {
-        KernelSpec::MatMul => Shape {
-            frames: in_shape(1).frames,
-            ..in_shape(0)
-        },
-        KernelSpec::Transpose => Shape {
-            channels: in_shape(0).frames,
-            frames: in_shape(0).channels,
-            ..in_shape(0)
-        },
-        KernelSpec::RowSum | KernelSpec::RowMax => Shape {
-            frames: 1,
-            ..in_shape(0)
-        },
-        _ => shape,
-    };
-    let outputs: Vec<PlanOutput> = out_taps
-        .iter()
-        .map(|(name, default_rate)| {
-            let o = ov(name);
-            PlanOutput {
-                name: name.clone(),
-                rate: rate_of(name, *default_rate),
-                shape: o.and_then(|o| o.shape).unwrap_or(inferred),
-                channels: Vec::new(),
-                adapter: o.and_then(|o| o.adapter),
-            }
-        })
-        .collect();
     check_adapters(ctx, path, &inputs, &outputs);
     check_shape_rules(ctx, path, &n.kernel, &inputs, &outputs);
     if let (KernelSpec::SlotLoad { index, .. }, Some(t)) = (&n.kernel, inputs.first())
@@ -1404,8 +1412,9 @@ fn plan_node(
             };
         }
     }
-    let mut outputs = outputs;
     check_thermal(ctx, path, n, &out_names);
+    drop((in_names, out_names));
+    let mut outputs = outputs;
     if n.thermal.is_some() && !opaque {
         // The engine's Telemetry tap: one scalar token, the temperature, per firing.
         outputs.push(PlanOutput {
@@ -1702,23 +1711,23 @@ fn check_adapters(ctx: &mut Ctx, path: &str, inputs: &[PlanInput], outputs: &[Pl
         }
     }
     for t in outputs {
-        let p = format!("{path}.taps.{}.adapter", t.name);
+        let p = || format!("{path}.taps.{}.adapter", t.name);
         match t.adapter {
             None => {}
             Some(Adapter::SplitChannels(k)) if k == 0 || t.shape.channels % k != 0 => ctx.err(
                 "E238",
-                p,
+                p(),
                 format!("SplitChannels({k}) must divide the tap's {} channels", t.shape.channels),
             ),
             Some(Adapter::SplitBatch(k)) if k == 0 || t.shape.batch % k != 0 => ctx.err(
                 "E238",
-                p,
+                p(),
                 format!("SplitBatch({k}) must divide the tap's batch of {}", t.shape.batch),
             ),
             Some(Adapter::SplitChannels(_) | Adapter::SplitBatch(_)) => {}
             Some(a) => ctx.err(
                 "E238",
-                p,
+                p(),
                 format!("{a:?} gathers into an input tap; output `{}` can scatter with SplitChannels(n) or SplitBatch(n)", t.name),
             ),
         }
@@ -1736,7 +1745,7 @@ fn check_shape_rules(
     let (Some(i0), Some(o0)) = (inputs.first(), outputs.first()) else {
         return;
     };
-    let p = format!("{path}.taps");
+    let p = || format!("{path}.taps");
     match k {
         KernelSpec::MatMul => {
             let (a, b) = (i0.shape, inputs.get(1).map_or(i0.shape, |t| t.shape));
@@ -1747,13 +1756,13 @@ fn check_shape_rules(
             if a.frames != b.channels || a.batch != b.batch {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!("MatMul needs a (batch, M, K) and b (batch, K, N); got a {a} and b {b} (set `taps: {{\"b\": (shape: …)}}`)"),
                 );
             } else if o0.shape != want {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "MatMul of a {a} and b {b} gives {want}, but `out` is {}",
                         o0.shape
@@ -1774,7 +1783,7 @@ fn check_shape_rules(
             if o0.shape != want {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "{} of {s} gives {want}, but `out` is {}",
                         k.kind(),
@@ -1795,7 +1804,7 @@ fn check_shape_rules(
             if si.batch != so.batch || si.channels != so.channels {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "{} keeps batch and channels: `in` is {si}, `out` is {so}",
                         k.kind()
@@ -1804,7 +1813,7 @@ fn check_shape_rules(
             } else if !ok {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "{}({factor}) consumes rate × frames = {n_in} samples per row and must produce {} (it produces {n_out}): adjust the tap rates or frames",
                         k.kind(),
@@ -1820,13 +1829,38 @@ fn check_shape_rules(
     }
 }
 
+/// Edge endpoints' node names to node indices. Scenes written by programs list edges in node
+/// order, so the node last found and the one after it are tried first: a comparison with
+/// names next in memory instead of a probe at a random place of a table that, at a million
+/// nodes, is far larger than the cache. Only when names are unique (a repeated name resolves
+/// to its first node, E202), so a matching neighbour is the node the map would give.
+struct EndpointLookup<'a> {
+    by_name: &'a NameIndex<'a>,
+    nodes: &'a [NodeSpec],
+    unique: bool,
+    last: usize,
+}
+
+impl EndpointLookup<'_> {
+    fn find(&mut self, name: &str) -> Option<usize> {
+        let near = [self.last, self.last + 1]
+            .into_iter()
+            .find(|&k| self.unique && self.nodes.get(k).is_some_and(|n| n.name == name));
+        let found = near.or_else(|| self.by_name.get(name).copied());
+        if let Some(k) = found {
+            self.last = k;
+        }
+        found
+    }
+}
+
 /// Resolves `"node.tap"`; `output` says which side the tap must be on.
 fn resolve(
     ctx: &mut Ctx,
     edge: usize,
     side: &str,
     endpoint: &str,
-    by_name: &NameIndex<'_>,
+    lookup: &mut EndpointLookup<'_>,
     nodes: &[PlanNode],
     output: bool,
 ) -> Option<(usize, usize)> {
@@ -1839,7 +1873,7 @@ fn resolve(
         );
         return None;
     };
-    let Some(&ni) = by_name.get(node) else {
+    let Some(ni) = lookup.find(node) else {
         ctx.err("E231", path(), format!("unknown node `{node}`"));
         return None;
     };
