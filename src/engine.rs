@@ -293,7 +293,7 @@ impl Engine {
         }
         let mut order = Vec::with_capacity(plan.nodes.len());
         let mut probes = Probes {
-            streams: Vec::new(),
+            streams: Vec::with_capacity(plan.nodes.iter().filter(|n| n.is_probe).count()),
             by_node: vec![None; plan.nodes.len()],
         };
         let mut events = crate::time::EventQueue::default();
