@@ -7,7 +7,7 @@ use crate::diag::{self, DeadlockReport};
 use crate::ecs::*;
 use crate::error::{Diagnostic, Error, Result};
 use crate::kernels::{self, KernelRegistry};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanNode};
 use crate::report::{Growth, Outcome, Report};
 use crate::scene::{MemorySpec, Policy, Scene, ScheduleSpec};
 use crate::slots::RunInputs;
@@ -293,7 +293,7 @@ impl Engine {
         }
         let mut order = Vec::with_capacity(plan.nodes.len());
         let mut probes = Probes {
-            streams: Vec::new(),
+            streams: Vec::with_capacity(plan.nodes.iter().filter(|n| n.is_probe).count()),
             by_node: vec![None; plan.nodes.len()],
             bytes: 0,
         };
@@ -315,7 +315,7 @@ impl Engine {
                 }));
             }
         }
-        for (i, n) in plan.nodes.iter().enumerate() {
+        let mut node_bundle = |i: usize, n: &PlanNode| -> Result<_> {
             let sig = n.signature();
             let ctx = kernels::BuildCtx {
                 sig: &sig,
@@ -439,57 +439,65 @@ impl Engine {
                     ..Default::default()
                 });
             }
-            let e = world
-                .spawn((NodeIx(i as u32), NodeKernel(kernel), wiring, runtime))
-                .id();
-            order.push(e);
-        }
-        // Tap entities, then channel entities, in plan order.
-        let mut out_taps = Vec::new();
-        let mut in_taps = Vec::new();
-        for (i, n) in plan.nodes.iter().enumerate() {
-            in_taps.push(
-                n.inputs
+            Ok((NodeIx(i as u32), NodeKernel(kernel), wiring, runtime))
+        };
+        // One batch: the ECS reserves its table rows once instead of growing them (and copying
+        // every node's components) a doubling at a time.
+        let mut failed = None;
+        order.extend(
+            world.spawn_batch(
+                plan.nodes
                     .iter()
-                    .map(|t| {
-                        world
-                            .spawn(Tap {
-                                node: order[i],
-                                name: t.name.clone(),
-                                input: true,
-                                rate: t.rate,
-                            })
-                            .id()
-                    })
-                    .collect::<Vec<_>>(),
-            );
-            out_taps.push(
-                n.outputs
+                    .enumerate()
+                    .map_while(|(i, n)| node_bundle(i, n).map_err(|e| failed = Some(e)).ok()),
+            ),
+        );
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        // Tap entities (each node's inputs, then its outputs), then channel entities, in plan
+        // order; a node's taps start at `tap_base[node]` in `taps`.
+        let mut tap_base = Vec::with_capacity(plan.nodes.len());
+        let mut tap_count = 0;
+        for n in &plan.nodes {
+            tap_base.push(tap_count);
+            tap_count += n.inputs.len() + n.outputs.len();
+        }
+        let taps: Vec<Entity> = world
+            .spawn_batch(
+                plan.nodes
                     .iter()
-                    .map(|t| {
-                        world
-                            .spawn(Tap {
-                                node: order[i],
-                                name: t.name.clone(),
-                                input: false,
-                                rate: t.rate,
-                            })
-                            .id()
+                    .zip(&order)
+                    .flat_map(|(n, &node)| {
+                        let tap = move |name: &String, input: bool, rate: u32| Tap {
+                            node,
+                            name: name.clone(),
+                            input,
+                            rate,
+                        };
+                        (n.inputs.iter().map(move |t| tap(&t.name, true, t.rate)))
+                            .chain(n.outputs.iter().map(move |t| tap(&t.name, false, t.rate)))
                     })
-                    .collect::<Vec<_>>(),
-            );
-        }
-        for (ci, ch) in plan.channels.iter().enumerate() {
-            world.spawn(ChannelContract {
-                index: ci,
-                name: ch.name.clone(),
-                from: out_taps[ch.from_node][ch.from_tap],
-                to: in_taps[ch.to_node][ch.to_tap],
-                delay: ch.delay,
-                initial_capacity: ch.capacity,
-                lane: ch.lane,
-            });
-        }
+                    // `take` gives the batch its size, so the tap table is reserved once.
+                    .take(tap_count),
+            )
+            .collect();
+        world.spawn_batch(
+            plan.channels
+                .iter()
+                .enumerate()
+                .map(|(ci, ch)| ChannelContract {
+                    index: ci,
+                    name: ch.name.clone(),
+                    from: taps[tap_base[ch.from_node]
+                        + plan.nodes[ch.from_node].inputs.len()
+                        + ch.from_tap],
+                    to: taps[tap_base[ch.to_node] + ch.to_tap],
+                    delay: ch.delay,
+                    initial_capacity: ch.capacity,
+                    lane: ch.lane,
+                }),
+        );
         world.insert_resource(arena);
         world.insert_resource(NodeOrder(order));
         world.insert_resource(Clock::default());

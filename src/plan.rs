@@ -36,8 +36,17 @@ use crate::kernels::{self, KernelRegistry, RateRule, Signature, TapSig};
 use crate::scene::*;
 use crate::schedule::{PlanGate, PlanSchedule};
 use serde::Serialize;
+use smallvec::SmallVec;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::Write;
 use std::sync::Arc;
+
+/// Node names to scene indices. The names are user text, so the map keeps a seeded hash
+/// (foldhash: no crafted-collision blow-up) without SipHash's cost, which was a tenth of
+/// planning a 1 M-node scene.
+pub(crate) type NameIndex<'a> = HashMap<&'a str, usize, foldhash::fast::RandomState>;
 
 /// Largest token the engine accepts (elements); larger shapes are located errors.
 pub const MAX_TOKEN_ELEMENTS: u64 = 1 << 26;
@@ -355,18 +364,19 @@ impl Ctx {
     }
 }
 
-/// Parameters are rounded to f32 by kernels, so they must be finite as f32 too.
-fn finite(ctx: &mut Ctx, path: String, name: &str, v: f64) {
+/// Parameters are rounded to f32 by kernels, so they must be finite as f32 too. `path` is
+/// written only for a diagnostic.
+fn finite(ctx: &mut Ctx, path: impl FnOnce() -> String, name: &str, v: f64) {
     if !v.is_finite() {
         ctx.err(
             "E220",
-            path,
+            path(),
             format!("parameter `{name}` must be finite, got {v}"),
         );
     } else if !(v as f32).is_finite() {
         ctx.err(
             "E220",
-            path,
+            path(),
             format!("parameter `{name}` = {v} overflows f32 (kernels compute in f32)"),
         );
     }
@@ -388,7 +398,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
     let bad = |ctx: &mut Ctx, field: &str, msg: String| ctx.err("E220", p(field), msg);
     // A frequency must be finite, non-negative and below Nyquist (tick_hz / 2).
     let freq = |ctx: &mut Ctx, field: &str, f: f64, zero_ok: bool| {
-        finite(ctx, p(field), field, f);
+        finite(ctx, || p(field), field, f);
         if f.is_finite() && (f >= nyquist || f < 0.0 || (!zero_ok && f == 0.0)) {
             ctx.err(
                 "E220",
@@ -401,10 +411,10 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
         }
     };
     match k {
-        KernelSpec::Const { value } => finite(ctx, p("value"), "value", *value),
+        KernelSpec::Const { value } => finite(ctx, || p("value"), "value", *value),
         KernelSpec::Ramp { start, step } => {
-            finite(ctx, p("start"), "start", *start);
-            finite(ctx, p("step"), "step", *step);
+            finite(ctx, || p("start"), "start", *start);
+            finite(ctx, || p("step"), "step", *step);
         }
         KernelSpec::Sine {
             freq_hz,
@@ -412,26 +422,26 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             phase,
         } => {
             freq(ctx, "freq_hz", *freq_hz, true);
-            finite(ctx, p("amp"), "amp", *amp);
-            finite(ctx, p("phase"), "phase", *phase);
+            finite(ctx, || p("amp"), "amp", *amp);
+            finite(ctx, || p("phase"), "phase", *phase);
         }
         KernelSpec::Saw { freq_hz, amp } => {
             freq(ctx, "freq_hz", *freq_hz, true);
-            finite(ctx, p("amp"), "amp", *amp);
+            finite(ctx, || p("amp"), "amp", *amp);
         }
         KernelSpec::Square { freq_hz, amp, duty } => {
             freq(ctx, "freq_hz", *freq_hz, true);
-            finite(ctx, p("amp"), "amp", *amp);
+            finite(ctx, || p("amp"), "amp", *amp);
             if !(0.0..=1.0).contains(duty) {
                 bad(ctx, "duty", format!("duty = {duty} must lie in [0, 1]"));
             }
         }
-        KernelSpec::Noise { amp, .. } => finite(ctx, p("amp"), "amp", *amp),
-        KernelSpec::Gain { gain } => finite(ctx, p("gain"), "gain", *gain),
+        KernelSpec::Noise { amp, .. } => finite(ctx, || p("amp"), "amp", *amp),
+        KernelSpec::Gain { gain } => finite(ctx, || p("gain"), "gain", *gain),
         KernelSpec::Offset { value }
         | KernelSpec::AddScalar { value }
-        | KernelSpec::MulScalar { value } => finite(ctx, p("value"), "value", *value),
-        KernelSpec::OnePole { coeff } => finite(ctx, p("coeff"), "coeff", *coeff),
+        | KernelSpec::MulScalar { value } => finite(ctx, || p("value"), "value", *value),
+        KernelSpec::OnePole { coeff } => finite(ctx, || p("coeff"), "coeff", *coeff),
         KernelSpec::Biquad {
             cutoff_hz,
             q,
@@ -439,11 +449,11 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             ..
         } => {
             freq(ctx, "cutoff_hz", *cutoff_hz, false);
-            finite(ctx, p("q"), "q", *q);
+            finite(ctx, || p("q"), "q", *q);
             if q.is_finite() && *q <= 0.0 {
                 bad(ctx, "q", format!("q = {q} must be positive"));
             }
-            finite(ctx, p("gain_db"), "gain_db", *gain_db);
+            finite(ctx, || p("gain_db"), "gain_db", *gain_db);
         }
         KernelSpec::Fir { taps } => {
             if taps.is_empty() || taps.len() > MAX_FIR_TAPS {
@@ -454,7 +464,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 );
             }
             for (i, t) in taps.iter().enumerate() {
-                finite(ctx, p(&format!("taps[{i}]")), "taps", *t);
+                finite(ctx, || p(&format!("taps[{i}]")), "taps", *t);
             }
         }
         KernelSpec::Decimate { factor } | KernelSpec::Interpolate { factor } if *factor == 0 => {
@@ -477,7 +487,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 ("decay", decay),
                 ("release", release),
             ] {
-                finite(ctx, p(name), name, *v);
+                finite(ctx, || p(name), name, *v);
                 if *v < 0.0 {
                     bad(ctx, name, format!("{name} = {v} s must not be negative"));
                 }
@@ -499,7 +509,12 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             mode,
             sample_rate_hz,
         } => {
-            finite(ctx, p("sample_rate_hz"), "sample_rate_hz", *sample_rate_hz);
+            finite(
+                ctx,
+                || p("sample_rate_hz"),
+                "sample_rate_hz",
+                *sample_rate_hz,
+            );
             if sample_rate_hz.is_nan() || *sample_rate_hz <= 0.0 {
                 bad(
                     ctx,
@@ -513,7 +528,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             } = mode
             {
                 for (name, v) in [("max_rate", max_rate), ("max_accel", max_accel)] {
-                    finite(ctx, p(&format!("mode.{name}")), name, *v);
+                    finite(ctx, || p(&format!("mode.{name}")), name, *v);
                     if v.is_nan() || *v <= 0.0 {
                         bad(
                             ctx,
@@ -532,7 +547,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
             | Pred::Eq(x)
             | Pred::Ne(x)
             | Pred::NotMultipleOf(x)) = *pred;
-            finite(ctx, p("pred"), "pred", x);
+            finite(ctx, || p("pred"), "pred", x);
             if matches!(pred, Pred::NotMultipleOf(_)) && x == 0.0 {
                 ctx.err(
                     "E220",
@@ -559,7 +574,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
                 );
             }
             for (k, g) in gains.iter().enumerate() {
-                finite(ctx, p(&format!("gains[{k}]")), "gains", *g);
+                finite(ctx, || p(&format!("gains[{k}]")), "gains", *g);
             }
         }
         KernelSpec::BandSplit { bands } | KernelSpec::BandMerge { bands }
@@ -589,7 +604,7 @@ fn check_kernel_params(ctx: &mut Ctx, path: &str, k: &KernelSpec, env: &NodeEnv<
         }
         KernelSpec::Custom { kind, params } => {
             for (name, v) in params {
-                finite(ctx, p(&format!("params.{name}")), name, *v);
+                finite(ctx, || p(&format!("params.{name}")), name, *v);
             }
             match env.registry.get(kind) {
                 None => ctx.err(
@@ -725,10 +740,13 @@ impl Plan {
         }
 
         // Nodes and their taps.
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut by_name = NameIndex::with_capacity_and_hasher(s.nodes.len(), Default::default());
         let mut nodes: Vec<PlanNode> = Vec::with_capacity(s.nodes.len());
+        // One path buffer for every node (`plan_node` borrows it; diagnostics copy it).
+        let mut path = String::new();
         for (i, n) in s.nodes.iter().enumerate() {
-            let path = format!("nodes[{i}]");
+            path.clear();
+            let _ = write!(path, "nodes[{i}]");
             if !valid_name(&n.name) {
                 ctx.err(
                     "E201",
@@ -736,39 +754,44 @@ impl Plan {
                     format!("node name `{}` must match [A-Za-z0-9_]+", n.name),
                 );
             }
-            if let Some(&first) = by_name.get(n.name.as_str()) {
-                ctx.err(
+            match by_name.entry(n.name.as_str()) {
+                Entry::Occupied(first) => ctx.err(
                     "E202",
                     format!("{path}.name"),
-                    format!("node name `{}` is already used by nodes[{first}]", n.name),
-                );
-            } else {
-                by_name.insert(n.name.as_str(), i);
+                    format!(
+                        "node name `{}` is already used by nodes[{}]",
+                        n.name,
+                        first.get()
+                    ),
+                ),
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
             }
             nodes.push(plan_node(&mut ctx, &path, n, &s.defaults.shape, &env));
         }
 
         // Channels.
         let mut channels = Vec::with_capacity(s.edges.len());
-        let mut input_owner: HashMap<(usize, usize), usize> = HashMap::new();
+        // The last edge into each input tap, flat over (node, tap): `in_base[node] + tap`.
+        let mut in_base = Vec::with_capacity(nodes.len());
+        let mut in_total = 0;
+        for n in &nodes {
+            in_base.push(in_total);
+            in_total += n.inputs.len();
+        }
+        let mut input_owner: Vec<Option<usize>> = vec![None; in_total];
+        let mut lookup = EndpointLookup {
+            by_name: &by_name,
+            nodes: &s.nodes,
+            unique: by_name.len() == s.nodes.len(),
+            last: 0,
+        };
         for (e, edge) in s.edges.iter().enumerate() {
-            let path = format!("edges[{e}]");
-            let from = resolve(
-                &mut ctx,
-                &format!("{path}.from"),
-                &edge.from,
-                &by_name,
-                &nodes,
-                true,
-            );
-            let to = resolve(
-                &mut ctx,
-                &format!("{path}.to"),
-                &edge.to,
-                &by_name,
-                &nodes,
-                false,
-            );
+            // Paths are only written for diagnostics, so only when there is one.
+            let path = || format!("edges[{e}]");
+            let from = resolve(&mut ctx, e, "from", &edge.from, &mut lookup, &nodes, true);
+            let to = resolve(&mut ctx, e, "to", &edge.to, &mut lookup, &nodes, false);
             let capacity = edge.capacity.unwrap_or(s.defaults.capacity);
             for (code, field, msg) in crate::overflow::ChannelRules::check(
                 edge.policy,
@@ -776,7 +799,7 @@ impl Plan {
                 edge.watermarks,
                 capacity,
             ) {
-                ctx.err(code, format!("{path}.{field}"), msg);
+                ctx.err(code, format!("{}.{field}", path()), msg);
             }
             let (delay, delay_symbol) = match &edge.delay {
                 DelaySpec::Ticks(d) => (*d, None),
@@ -792,7 +815,7 @@ impl Plan {
                 // holds more than one firing's tokens.
                 ctx.err(
                     "E244",
-                    format!("{path}.capacity"),
+                    format!("{}.capacity", path()),
                     format!(
                         "rendezvous channel (capacity 0) `{}` → `{}`: the consumer takes {} tokens per firing but the producer writes at most {} before it must wait for them to be taken (use a capacity of at least {})",
                         edge.from, edge.to, tport.rate, fport.rate, tport.rate
@@ -816,12 +839,12 @@ impl Plan {
                 tport.adapter,
                 Some(Adapter::SumFanIn | Adapter::ConcatChannels | Adapter::ConcatBatch)
             );
-            if let Some(prev) = input_owner.insert((tnode, ttap), e)
+            if let Some(prev) = input_owner[in_base[tnode] + ttap].replace(e)
                 && !gathers
             {
                 ctx.err(
                     "E234",
-                    format!("{path}.to"),
+                    format!("{}.to", path()),
                     format!(
                         "input tap `{}` already has a channel (edges[{prev}]); an input tap takes one channel unless it declares a gather adapter (SumFanIn, ConcatChannels, ConcatBatch)",
                         edge.to
@@ -848,7 +871,7 @@ impl Plan {
             if !fits {
                 ctx.err(
                     "E235",
-                    path.clone(),
+                    path(),
                     format!(
                         "shape mismatch: `{}` writes {wshape} but `{}` reads {tshape}{} (declare an adapter or make them equal)",
                         edge.from,
@@ -863,14 +886,14 @@ impl Plan {
             let len = tshape.elements() as usize;
             let mut initial = Vec::with_capacity(edge.initial.len());
             for (k, tok) in edge.initial.iter().enumerate() {
-                let tpath = format!("{path}.initial[{k}]");
+                let tpath = || format!("{}.initial[{k}]", path());
                 let values: Vec<f32> = match tok {
                     TokenSpec::Scalar(v) => vec![*v as f32; len],
                     TokenSpec::Block(vs) => {
                         if vs.len() != len {
                             ctx.err(
                                 "E236",
-                                tpath.clone(),
+                                tpath(),
                                 format!(
                                     "initial token has {} values; the tap's shape {tshape} needs 1 or {len}",
                                     vs.len()
@@ -881,7 +904,7 @@ impl Plan {
                     }
                 };
                 if values.iter().any(|v| !v.is_finite()) {
-                    ctx.err("E236", tpath, "initial token values must be finite");
+                    ctx.err("E236", tpath(), "initial token values must be finite");
                 }
                 initial.push(values);
             }
@@ -1022,11 +1045,16 @@ impl Plan {
             symbols: s.symbols.clone(),
             digest: String::new(),
         };
-        let bytes = serde_json::to_vec(&plan)
-            .map_err(|e| Error::Internal(format!("plan serialisation failed: {e}")))?;
         let mut h = blake3::Hasher::new();
         h.update(b"tapwheel-plan/1\0");
-        h.update(&bytes);
+        // The JSON streams into the hash through a buffer: the same bytes as `to_vec`, without
+        // holding the whole text (hundreds of bytes per node) in memory.
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut h);
+        serde_json::to_writer(&mut w, &plan)
+            .map_err(|e| Error::Internal(format!("plan serialisation failed: {e}")))?;
+        w.flush()
+            .map_err(|e| Error::Internal(format!("plan serialisation failed: {e}")))?;
+        drop(w);
         plan.digest = h.finalize().to_hex().to_string();
         Ok(plan)
     }
@@ -1081,13 +1109,66 @@ fn plan_node(
             (ins, outs, RateRule::Free, false)
         }
     };
-    let in_names: Vec<String> = in_taps.iter().map(|t| t.0.clone()).collect();
-    let out_names: Vec<String> = out_taps.iter().map(|t| t.0.clone()).collect();
+    let ov = |name: &str| n.taps.get(name);
+    // A tap's rate: the override's, else the kernel's default (`Decimate` reads `factor`).
+    let rate_of =
+        |name: &str, default: u32| ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1));
+    // The taps take the layout's names (building them emits no diagnostic, so the checks
+    // below report in the same order as before).
+    let inputs: Vec<PlanInput> = in_taps
+        .into_iter()
+        .map(|(name, default_rate)| {
+            let o = ov(&name);
+            PlanInput {
+                rate: rate_of(&name, default_rate),
+                optional: o.is_some_and(|o| o.optional),
+                hold_last: o.is_some_and(|o| o.hold_last),
+                default: o.map_or(0.0, |o| o.default),
+                shape: o.and_then(|o| o.shape).unwrap_or(shape),
+                channels: Vec::new(),
+                adapter: o.and_then(|o| o.adapter),
+                name,
+            }
+        })
+        .collect();
+    let in_shape = |i: usize| inputs.get(i).map_or(shape, |t| t.shape);
+    // Output shapes of shape-changing kernels follow from their inputs unless overridden.
+    let inferred = match &n.kernel {
+        KernelSpec::MatMul => Shape {
+            frames: in_shape(1).frames,
+            ..in_shape(0)
+        },
+        KernelSpec::Transpose => Shape {
+            channels: in_shape(0).frames,
+            frames: in_shape(0).channels,
+            ..in_shape(0)
+        },
+        KernelSpec::RowSum | KernelSpec::RowMax => Shape {
+            frames: 1,
+            ..in_shape(0)
+        },
+        _ => shape,
+    };
+    let outputs: Vec<PlanOutput> = out_taps
+        .into_iter()
+        .map(|(name, default_rate)| {
+            let o = ov(&name);
+            PlanOutput {
+                rate: rate_of(&name, default_rate),
+                shape: o.and_then(|o| o.shape).unwrap_or(inferred),
+                channels: Vec::new(),
+                adapter: o.and_then(|o| o.adapter),
+                name,
+            }
+        })
+        .collect();
+    let in_names: SmallVec<[&str; 4]> = inputs.iter().map(|t| t.name.as_str()).collect();
+    let out_names: SmallVec<[&str; 4]> = outputs.iter().map(|t| t.name.as_str()).collect();
     let is_actor = matches!(n.kernel, KernelSpec::Actor);
     for (name, o) in &n.taps {
         let tpath = format!("{path}.taps.{name}");
-        let is_in = in_names.contains(name);
-        let is_out = out_names.contains(name);
+        let is_in = in_names.contains(&name.as_str());
+        let is_out = out_names.contains(&name.as_str());
         if !is_in && !is_out {
             if !is_actor {
                 ctx.err(
@@ -1099,7 +1180,7 @@ fn plan_node(
                         in_names
                             .iter()
                             .chain(&out_names)
-                            .map(String::as_str)
+                            .copied()
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -1152,57 +1233,6 @@ fn plan_node(
             check_shape(ctx, format!("{tpath}.shape"), &sh);
         }
     }
-    let ov = |name: &str| n.taps.get(name);
-    // A tap's rate: the override's, else the kernel's default (`Decimate` reads `factor`).
-    let rate_of =
-        |name: &str, default: u32| ov(name).and_then(|o| o.rate).map_or(default, |r| r.max(1));
-    let inputs: Vec<PlanInput> = in_taps
-        .iter()
-        .map(|(name, default_rate)| {
-            let o = ov(name);
-            PlanInput {
-                name: name.clone(),
-                rate: rate_of(name, *default_rate),
-                optional: o.is_some_and(|o| o.optional),
-                hold_last: o.is_some_and(|o| o.hold_last),
-                default: o.map_or(0.0, |o| o.default),
-                shape: o.and_then(|o| o.shape).unwrap_or(shape),
-                channels: Vec::new(),
-                adapter: o.and_then(|o| o.adapter),
-            }
-        })
-        .collect();
-    let in_shape = |i: usize| inputs.get(i).map_or(shape, |t| t.shape);
-    // Output shapes of shape-changing kernels follow from their inputs unless overridden.
-    let inferred = match &n.kernel {
-        KernelSpec::MatMul => Shape {
-            frames: in_shape(1).frames,
-            ..in_shape(0)
-        },
-        KernelSpec::Transpose => Shape {
-            channels: in_shape(0).frames,
-            frames: in_shape(0).channels,
-            ..in_shape(0)
-        },
-        KernelSpec::RowSum | KernelSpec::RowMax => Shape {
-            frames: 1,
-            ..in_shape(0)
-        },
-        _ => shape,
-    };
-    let outputs: Vec<PlanOutput> = out_taps
-        .iter()
-        .map(|(name, default_rate)| {
-            let o = ov(name);
-            PlanOutput {
-                name: name.clone(),
-                rate: rate_of(name, *default_rate),
-                shape: o.and_then(|o| o.shape).unwrap_or(inferred),
-                channels: Vec::new(),
-                adapter: o.and_then(|o| o.adapter),
-            }
-        })
-        .collect();
     check_adapters(ctx, path, &inputs, &outputs);
     check_shape_rules(ctx, path, &n.kernel, &inputs, &outputs);
     if let (KernelSpec::SlotLoad { index, .. }, Some(t)) = (&n.kernel, inputs.first())
@@ -1219,7 +1249,7 @@ fn plan_node(
             ),
         );
     }
-    let rates: Vec<u32> = inputs
+    let rates: SmallVec<[u32; 4]> = inputs
         .iter()
         .map(|t| t.rate)
         .chain(outputs.iter().map(|t| t.rate))
@@ -1245,7 +1275,7 @@ fn plan_node(
     }
     if !is_actor && !matches!(n.kernel, KernelSpec::Probe) {
         // Shape-preserving kernels: every tap has one shape.
-        let shapes: Vec<Shape> = inputs
+        let shapes: SmallVec<[Shape; 4]> = inputs
             .iter()
             .map(|t| t.shape)
             .chain(outputs.iter().map(|t| t.shape))
@@ -1382,8 +1412,9 @@ fn plan_node(
             };
         }
     }
-    let mut outputs = outputs;
     check_thermal(ctx, path, n, &out_names);
+    drop((in_names, out_names));
+    let mut outputs = outputs;
     if n.thermal.is_some() && !opaque {
         // The engine's Telemetry tap: one scalar token, the temperature, per firing.
         outputs.push(PlanOutput {
@@ -1434,7 +1465,7 @@ fn plan_loss(
     ctx: &mut Ctx,
     s: &SceneSpec,
     nodes: &[PlanNode],
-    by_name: &HashMap<&str, usize>,
+    by_name: &NameIndex<'_>,
     base_dir: &std::path::Path,
 ) -> Option<crate::loss::Loss> {
     let spec = s.loss.as_ref()?;
@@ -1528,7 +1559,7 @@ fn plan_loss(
 
 /// §14: thermal parameters are physical (positive capacity and resistance, non-negative
 /// coefficients, an ambient in kelvin); a throttle needs thermal state and a factor ≥ 1.
-fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[String]) {
+fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[&str]) {
     if let Some(t) = &n.thermal {
         let fields = [
             ("capacity", t.capacity, false, "J/K"),
@@ -1554,7 +1585,7 @@ fn check_thermal(ctx: &mut Ctx, path: &str, n: &NodeSpec, out_names: &[String]) 
                 );
             }
         }
-        if out_names.iter().any(|o| o == TEMP_TAP) {
+        if out_names.contains(&TEMP_TAP) {
             ctx.err(
                 "E396",
                 format!("{path}.taps.{TEMP_TAP}"),
@@ -1599,7 +1630,7 @@ fn plan_thermal_links(
     ctx: &mut Ctx,
     s: &SceneSpec,
     nodes: &[PlanNode],
-    by_name: &HashMap<&str, usize>,
+    by_name: &NameIndex<'_>,
 ) -> Vec<(u32, u32, f64)> {
     let mut out = Vec::with_capacity(s.thermal_links.len());
     let mut seen: HashMap<(usize, usize), usize> = HashMap::new();
@@ -1680,23 +1711,23 @@ fn check_adapters(ctx: &mut Ctx, path: &str, inputs: &[PlanInput], outputs: &[Pl
         }
     }
     for t in outputs {
-        let p = format!("{path}.taps.{}.adapter", t.name);
+        let p = || format!("{path}.taps.{}.adapter", t.name);
         match t.adapter {
             None => {}
             Some(Adapter::SplitChannels(k)) if k == 0 || t.shape.channels % k != 0 => ctx.err(
                 "E238",
-                p,
+                p(),
                 format!("SplitChannels({k}) must divide the tap's {} channels", t.shape.channels),
             ),
             Some(Adapter::SplitBatch(k)) if k == 0 || t.shape.batch % k != 0 => ctx.err(
                 "E238",
-                p,
+                p(),
                 format!("SplitBatch({k}) must divide the tap's batch of {}", t.shape.batch),
             ),
             Some(Adapter::SplitChannels(_) | Adapter::SplitBatch(_)) => {}
             Some(a) => ctx.err(
                 "E238",
-                p,
+                p(),
                 format!("{a:?} gathers into an input tap; output `{}` can scatter with SplitChannels(n) or SplitBatch(n)", t.name),
             ),
         }
@@ -1714,7 +1745,7 @@ fn check_shape_rules(
     let (Some(i0), Some(o0)) = (inputs.first(), outputs.first()) else {
         return;
     };
-    let p = format!("{path}.taps");
+    let p = || format!("{path}.taps");
     match k {
         KernelSpec::MatMul => {
             let (a, b) = (i0.shape, inputs.get(1).map_or(i0.shape, |t| t.shape));
@@ -1725,13 +1756,13 @@ fn check_shape_rules(
             if a.frames != b.channels || a.batch != b.batch {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!("MatMul needs a (batch, M, K) and b (batch, K, N); got a {a} and b {b} (set `taps: {{\"b\": (shape: …)}}`)"),
                 );
             } else if o0.shape != want {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "MatMul of a {a} and b {b} gives {want}, but `out` is {}",
                         o0.shape
@@ -1752,7 +1783,7 @@ fn check_shape_rules(
             if o0.shape != want {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "{} of {s} gives {want}, but `out` is {}",
                         k.kind(),
@@ -1773,7 +1804,7 @@ fn check_shape_rules(
             if si.batch != so.batch || si.channels != so.channels {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "{} keeps batch and channels: `in` is {si}, `out` is {so}",
                         k.kind()
@@ -1782,7 +1813,7 @@ fn check_shape_rules(
             } else if !ok {
                 ctx.err(
                     "E221",
-                    p,
+                    p(),
                     format!(
                         "{}({factor}) consumes rate × frames = {n_in} samples per row and must produce {} (it produces {n_out}): adjust the tap rates or frames",
                         k.kind(),
@@ -1798,25 +1829,52 @@ fn check_shape_rules(
     }
 }
 
+/// Edge endpoints' node names to node indices. Scenes written by programs list edges in node
+/// order, so the node last found and the one after it are tried first: a comparison with
+/// names next in memory instead of a probe at a random place of a table that, at a million
+/// nodes, is far larger than the cache. Only when names are unique (a repeated name resolves
+/// to its first node, E202), so a matching neighbour is the node the map would give.
+struct EndpointLookup<'a> {
+    by_name: &'a NameIndex<'a>,
+    nodes: &'a [NodeSpec],
+    unique: bool,
+    last: usize,
+}
+
+impl EndpointLookup<'_> {
+    fn find(&mut self, name: &str) -> Option<usize> {
+        let near = [self.last, self.last + 1]
+            .into_iter()
+            .find(|&k| self.unique && self.nodes.get(k).is_some_and(|n| n.name == name));
+        let found = near.or_else(|| self.by_name.get(name).copied());
+        if let Some(k) = found {
+            self.last = k;
+        }
+        found
+    }
+}
+
 /// Resolves `"node.tap"`; `output` says which side the tap must be on.
 fn resolve(
     ctx: &mut Ctx,
-    path: &str,
+    edge: usize,
+    side: &str,
     endpoint: &str,
-    by_name: &HashMap<&str, usize>,
+    lookup: &mut EndpointLookup<'_>,
     nodes: &[PlanNode],
     output: bool,
 ) -> Option<(usize, usize)> {
+    let path = || format!("edges[{edge}].{side}");
     let Some((node, tap)) = endpoint.split_once('.') else {
         ctx.err(
             "E230",
-            path,
+            path(),
             format!("endpoint `{endpoint}` must be written \"node.tap\""),
         );
         return None;
     };
-    let Some(&ni) = by_name.get(node) else {
-        ctx.err("E231", path, format!("unknown node `{node}`"));
+    let Some(ni) = lookup.find(node) else {
+        ctx.err("E231", path(), format!("unknown node `{node}`"));
         return None;
     };
     if nodes.get(ni).is_some_and(|n| n.opaque) {
@@ -1830,7 +1888,7 @@ fn resolve(
         (true, None, Some(_)) => {
             ctx.err(
                 "E233",
-                path,
+                path(),
                 format!("`{endpoint}` is an input tap; `from` needs an output tap"),
             );
             None
@@ -1838,7 +1896,7 @@ fn resolve(
         (false, Some(_), None) => {
             ctx.err(
                 "E233",
-                path,
+                path(),
                 format!("`{endpoint}` is an output tap; `to` needs an input tap"),
             );
             None
@@ -1852,7 +1910,7 @@ fn resolve(
                 .collect();
             ctx.err(
                 "E232",
-                path,
+                path(),
                 format!(
                     "node `{node}` ({}) has no tap `{tap}` (its taps: {}){}",
                     n.kernel.kind(),
@@ -1882,11 +1940,20 @@ fn detect_zero_time_cycles(
     s: &SceneSpec,
 ) {
     let n = nodes.len();
+    let zero_time =
+        |c: &&PlanChannel| c.delay == 0 && c.initial.is_empty() && nodes[c.from_node].latency == 0;
+    if acyclic(
+        n,
+        channels
+            .iter()
+            .filter(zero_time)
+            .map(|c| (c.from_node, c.to_node)),
+    ) {
+        return;
+    }
     let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for c in channels {
-        if c.delay == 0 && c.initial.is_empty() && nodes[c.from_node].latency == 0 {
-            adj[c.from_node].push(c.to_node);
-        }
+    for c in channels.iter().filter(zero_time) {
+        adj[c.from_node].push(c.to_node);
     }
     for a in &mut adj {
         a.sort_unstable();
@@ -1929,6 +1996,41 @@ fn detect_zero_time_cycles(
             ),
         );
     }
+}
+
+/// The graph of `n` nodes and `edges` has no directed cycle (a self-loop is one). Kahn's
+/// peeling over flat arrays: most plans are acyclic over their zero-time edges, and this
+/// proves it without a list per node and a component search.
+fn acyclic(n: usize, edges: impl Iterator<Item = (usize, usize)> + Clone) -> bool {
+    let mut indegree = vec![0u32; n];
+    // Out-edges grouped by source (CSR): `targets[first[v]..first[v + 1]]`.
+    let mut first = vec![0usize; n + 1];
+    for (a, b) in edges.clone() {
+        indegree[b] += 1;
+        first[a + 1] += 1;
+    }
+    for v in 0..n {
+        first[v + 1] += first[v];
+    }
+    let mut fill = first.clone();
+    let mut targets = vec![0usize; first[n]];
+    for (a, b) in edges {
+        targets[fill[a]] = b;
+        fill[a] += 1;
+    }
+    drop(fill);
+    let mut ready: Vec<usize> = (0..n).filter(|&v| indegree[v] == 0).collect();
+    let mut peeled = 0;
+    while let Some(v) = ready.pop() {
+        peeled += 1;
+        for &w in &targets[first[v]..first[v + 1]] {
+            indegree[w] -= 1;
+            if indegree[w] == 0 {
+                ready.push(w);
+            }
+        }
+    }
+    peeled == n
 }
 
 /// Strongly connected components (iterative Tarjan), each listed once.

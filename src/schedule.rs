@@ -135,7 +135,7 @@ pub(crate) fn plan_gates(
     errors: &mut Vec<Diagnostic>,
     gates: &[GateSpec],
     nodes: &[NodeSpec],
-    by_name: &HashMap<&str, usize>,
+    by_name: &crate::plan::NameIndex<'_>,
 ) -> Vec<PlanGate> {
     let mut out: Vec<PlanGate> = Vec::with_capacity(gates.len());
     let mut gate_index: HashMap<&str, usize> = HashMap::new();
@@ -307,12 +307,12 @@ pub(crate) fn plan_schedule(
     spec: &crate::scene::ScheduleSpec,
     nodes: &[PlanNode],
     channels: &[PlanChannel],
-    by_name: &HashMap<&str, usize>,
+    by_name: &crate::plan::NameIndex<'_>,
 ) -> PlanSchedule {
-    let edges = zero_time_edges(nodes, channels);
     match spec {
         ScheduleSpec::Kpn => PlanSchedule::default(),
         ScheduleSpec::IplsAuto => {
+            let edges = zero_time_edges(nodes, channels);
             let level = auto_levels(nodes.len(), &edges);
             let depth = level.iter().copied().max().map_or(0, |m| m as usize + 1);
             let mut stages: Vec<PlanStage> = (0..depth)
@@ -424,6 +424,7 @@ pub(crate) fn plan_schedule(
                 stages: out,
             };
             if errors.is_empty() {
+                let edges = zero_time_edges(nodes, channels);
                 warn_extra_deltas(warnings, &schedule, nodes, channels, &edges);
             }
             schedule
