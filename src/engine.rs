@@ -194,7 +194,7 @@ impl Engine {
     /// Loads a scene file, refuses unsupported fields (exit 4), validates and plans it (exit 2).
     pub fn load(path: impl AsRef<std::path::Path>, opts: RunOptions) -> Result<Engine> {
         let scene = Scene::load(path)?;
-        Engine::from_scene(&scene, opts)
+        Engine::from_scene_owned(scene, opts)
     }
 
     /// Builds an engine from a parsed scene.
@@ -209,17 +209,27 @@ impl Engine {
         opts: RunOptions,
         registry: &KernelRegistry,
     ) -> Result<Engine> {
-        let overridden;
-        let scene = match &opts.device {
-            Some(d) => {
-                let mut s = scene.clone();
-                s.spec.device = d.clone();
-                overridden = s;
-                &overridden
-            }
-            None => scene,
-        };
-        let plan = Plan::compile_scheduled(scene, registry, opts.schedule.as_ref())?;
+        Engine::from_scene_owned_with(scene.clone(), opts, registry)
+    }
+
+    /// [`Engine::from_scene`] taking the scene: the engine keeps it (for snapshots) without a
+    /// copy, which at a million nodes is a sizeable part of loading. `Engine::load` and
+    /// `tapwheel run` take this path.
+    pub fn from_scene_owned(scene: Scene, opts: RunOptions) -> Result<Engine> {
+        Engine::from_scene_owned_with(scene, opts, &KernelRegistry::default())
+    }
+
+    /// [`Engine::from_scene_owned`] with custom kernels from `registry`.
+    pub fn from_scene_owned_with(
+        scene: Scene,
+        opts: RunOptions,
+        registry: &KernelRegistry,
+    ) -> Result<Engine> {
+        let mut scene = scene;
+        if let Some(d) = &opts.device {
+            scene.spec.device = d.clone();
+        }
+        let plan = Plan::compile_scheduled(&scene, registry, opts.schedule.as_ref())?;
         // Run inputs are invalid input (exit 2), which wins over a refusal.
         RunInputs::resolve(&plan, &opts.slots, &opts.symbols).map_err(Error::Invalid)?;
         let refused = crate::scene::refusals(&scene.spec);
@@ -228,7 +238,7 @@ impl Engine {
         }
         Engine::spawn(host::Origin {
             plan: Arc::new(plan),
-            scene: Some(Arc::new(scene.clone())),
+            scene: Some(Arc::new(scene)),
             registry: registry.clone(),
             opts,
         })

@@ -440,7 +440,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                     },
                 ),
             };
-            let mut engine = Engine::from_scene(&loaded, opts)?;
+            let mut engine = Engine::from_scene_owned(loaded, opts)?;
             print_warnings(&engine.plan().warnings);
             if let Some(t) = cancel_at {
                 engine.cancel_at(t);

@@ -87,7 +87,7 @@ impl Engine {
     /// ```
     pub fn from_ron(text: &str, opts: super::RunOptions) -> Result<Engine> {
         let scene = Scene::parse(text, "<string>", ".".into())?;
-        Engine::from_scene(&scene, opts)
+        Engine::from_scene_owned(scene, opts)
     }
 
     pub(crate) fn note(&mut self, action: HostAction) {
