@@ -68,6 +68,7 @@ use crate::overflow::{Admission, ChannelRules};
 use crate::scene::Policy;
 use crate::time::Instant;
 use serde::{Deserialize, Serialize};
+use std::mem::MaybeUninit;
 
 /// Per-token metadata kept beside the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +137,12 @@ pub struct Ring {
     arrived: u32,
     /// Listed for [`TokenArena::settle`] in the current step.
     unsettled: bool,
+    /// Slots `0..init` of the ring hold their payload; the others were never written and read
+    /// as zeros (their storage is left unwritten until then). A ring fills its slots in order
+    /// from 0 (head and tail start at slot 0 and move forward; the tail moves back only over
+    /// written slots, when `DropNewest` sheds), so the written slots are always a prefix.
+    #[serde(skip)]
+    init: usize,
 }
 
 impl Ring {
@@ -172,9 +179,20 @@ impl Ring {
 }
 
 /// The arena: one payload allocation and one metadata allocation shared by every channel.
+///
+/// The payload allocation is made when the first token is written (so a scene's channels,
+/// added one after the other, get one allocation of the right size) and a ring's slots are
+/// left unwritten until a token goes there: a ring holds its tokens' payloads, its slots
+/// never written read as zeros. It serializes as if every slot were stored (zeros for those).
 #[derive(bevy_ecs::prelude::Resource, Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "ArenaData", from = "ArenaData")]
 pub struct TokenArena {
-    values: Vec<f32>,
+    /// Payload storage: `values_end` elements once allocated (empty before), of which the
+    /// slots at or beyond a ring's `Ring::init` are uninitialised; every other element
+    /// (written slots, slots left behind by a relocation) is initialised.
+    values: Vec<MaybeUninit<f32>>,
+    /// The payload elements the rings take (the allocation's length once made).
+    values_end: usize,
     meta: Vec<TokenMeta>,
     rings: Vec<Ring>,
     /// Slots no ring uses any more (left behind by relocation); compacted when they dominate.
@@ -221,6 +239,7 @@ impl TokenArena {
     pub fn new(limit_bytes: usize) -> Self {
         TokenArena {
             values: Vec::new(),
+            values_end: 0,
             meta: Vec::new(),
             rings: Vec::new(),
             dead_slots: 0,
@@ -240,8 +259,8 @@ impl TokenArena {
         let slots = (capacity as usize).max(1);
         self.check_limit(slots, token_len)?;
         let offset = self.meta.len();
-        let value_offset = self.values.len();
-        self.values.resize(value_offset + slots * token_len, 0.0);
+        let value_offset = self.values_end;
+        self.values_end += slots * token_len;
         self.meta.resize(offset + slots, EMPTY_META);
         self.rings.push(Ring {
             offset,
@@ -267,6 +286,7 @@ impl TokenArena {
             arrived: 0,
             unsettled: false,
             changed_at: 0,
+            init: 0,
         });
         Ok(self.rings.len() - 1)
     }
@@ -279,7 +299,7 @@ impl TokenArena {
 
     /// Bytes currently held (payload + metadata).
     pub fn bytes(&self) -> usize {
-        self.values.len() * 4 + self.meta.len() * std::mem::size_of::<TokenMeta>()
+        self.values_end * 4 + self.meta.len() * std::mem::size_of::<TokenMeta>()
     }
 
     fn check_limit(&self, extra_slots: usize, token_len: usize) -> Result<(), ArenaError> {
@@ -418,6 +438,7 @@ impl TokenArena {
             let want = (self.rings[ch].slots * 2).max(self.rings[ch].len + 1);
             self.resize_ring(ch, want)?;
         }
+        self.allocate();
         let r = &mut self.rings[ch];
         let drops = r.rules.drops();
         if !drops {
@@ -427,7 +448,14 @@ impl TokenArena {
         let tl = r.token_len;
         let n = tl.min(token.len());
         let at = r.value_offset + local * tl;
-        self.values[at..at + n].copy_from_slice(&token[..n]);
+        if local >= r.init {
+            // A slot never written (and any skipped before it, which cannot happen as rings
+            // fill in order) holds zeros: a short token leaves them in its tail.
+            zero(&mut self.values[r.value_offset + r.init * tl..at]);
+            zero(&mut self.values[at + n..at + tl]);
+            r.init = local + 1;
+        }
+        self.values[at..at + n].write_copy_of_slice(&token[..n]);
         let seq = r.next_seq;
         self.meta[r.offset + local] = TokenMeta { seq, visible };
         r.next_seq += 1;
@@ -455,11 +483,17 @@ impl TokenArena {
         r.discarded += 1;
     }
 
-    /// The `i`-th oldest token's payload.
+    /// The `i`-th oldest token's payload (`i` < the ring's length).
     pub fn token(&self, ch: usize, i: usize) -> &[f32] {
         let r = &self.rings[ch];
-        let at = r.value_offset + (r.head + i) % r.slots * r.token_len;
-        &self.values[at..at + r.token_len]
+        assert!(i < r.len, "token {i} of a ring holding {}", r.len);
+        let local = (r.head + i) % r.slots;
+        let at = r.value_offset + local * r.token_len;
+        let slot = &self.values[at..at + r.token_len];
+        // SAFETY: the `i`-th token (i < len) sits in a slot that was written (slots
+        // `head..head + len` are written ones, all below `init`), so every element of `slot`
+        // is initialised, and `MaybeUninit<f32>` has the layout of `f32`.
+        unsafe { &*(std::ptr::from_ref::<[MaybeUninit<f32>]>(slot) as *const [f32]) }
     }
 
     /// The `i`-th oldest token's metadata.
@@ -664,11 +698,14 @@ impl TokenArena {
         let tl = self.rings[ch].token_len;
         self.check_limit(slots, tl)?;
         let new_offset = self.meta.len();
-        let new_value_offset = self.values.len();
+        let new_value_offset = self.values_end;
         // Geometric growth of the whole allocation comes from Vec's amortised doubling.
-        self.values.resize(new_value_offset + slots * tl, 0.0);
+        self.values_end += slots * tl;
+        self.allocate();
         self.meta.resize(new_offset + slots, EMPTY_META);
         let old = self.rings[ch].clone();
+        // The slots left behind keep what they held; those never written hold zeros.
+        zero(&mut self.values[old.value_offset + old.init * tl..][..(old.slots - old.init) * tl]);
         for i in 0..old.len {
             let local = (old.head + i) % old.slots;
             let from = old.value_offset + local * tl;
@@ -681,6 +718,7 @@ impl TokenArena {
         r.value_offset = new_value_offset;
         r.slots = slots;
         r.head = 0;
+        r.init = old.len;
         self.dead_slots += old.slots;
         if self.dead_slots * 2 > self.meta.len() {
             self.compact();
@@ -700,16 +738,130 @@ impl TokenArena {
             for i in 0..r.slots {
                 let local = (r.head + i) % r.slots;
                 let from = r.value_offset + local * r.token_len;
-                values.extend_from_slice(&self.values[from..from + r.token_len]);
+                if local < r.init {
+                    values.extend_from_slice(&self.values[from..from + r.token_len]);
+                } else {
+                    values.resize(values.len() + r.token_len, MaybeUninit::new(0.0));
+                }
                 meta.push(self.meta[r.offset + local]);
             }
             r.offset = offset;
             r.value_offset = value_offset;
             r.head = 0;
+            // Unwrapping the ring rotates its slots: every one is written now.
+            r.init = r.slots;
         }
+        self.values_end = values.len();
         self.values = values;
         self.meta = meta;
         self.dead_slots = 0;
+    }
+}
+
+impl TokenArena {
+    /// Makes the payload allocation cover every ring (one allocation when all channels were
+    /// added before the first write). The new elements are left uninitialised.
+    fn allocate(&mut self) {
+        if self.values.len() < self.values_end {
+            self.values.resize(self.values_end, MaybeUninit::uninit());
+        }
+    }
+
+    /// The payload with every slot stored: zeros in the slots never written.
+    fn materialized(&self) -> Vec<f32> {
+        let mut values = vec![0f32; self.values_end];
+        // The unwritten slots of each ring, in storage order (rings never overlap): the
+        // stretches between them are initialised.
+        let mut holes: Vec<(usize, usize)> = self
+            .rings
+            .iter()
+            .map(|r| {
+                let at = |slot: usize| r.value_offset + slot * r.token_len;
+                (at(r.init), at(r.slots))
+            })
+            .collect();
+        holes.sort_unstable();
+        let stored = self.values.len();
+        let mut at = 0;
+        for (start, end) in holes.into_iter().chain([(stored, stored)]) {
+            let start = start.min(stored);
+            if at < start {
+                for (d, s) in values[at..start].iter_mut().zip(&self.values[at..start]) {
+                    // SAFETY: outside the unwritten slots of the rings every stored element is
+                    // initialised (the invariant of `TokenArena::values`).
+                    *d = unsafe { s.assume_init() };
+                }
+            }
+            at = at.max(end);
+        }
+        values
+    }
+}
+
+/// Stores zeros.
+fn zero(values: &mut [MaybeUninit<f32>]) {
+    values.fill(MaybeUninit::new(0.0));
+}
+
+/// [`TokenArena`] as serialized: the payload with every slot stored.
+#[derive(Serialize, Deserialize)]
+struct ArenaData {
+    values: Vec<f32>,
+    meta: Vec<TokenMeta>,
+    rings: Vec<Ring>,
+    dead_slots: usize,
+    limit_bytes: usize,
+    touched: Vec<u32>,
+    #[serde(default)]
+    unsettled: Vec<u32>,
+    #[serde(default)]
+    rendezvous_taken: Vec<(usize, usize)>,
+    #[serde(default)]
+    stamp: u64,
+    #[serde(default)]
+    changed_now: Vec<u32>,
+    #[serde(default)]
+    changed_before: Vec<u32>,
+}
+
+impl From<TokenArena> for ArenaData {
+    fn from(a: TokenArena) -> Self {
+        ArenaData {
+            values: a.materialized(),
+            meta: a.meta,
+            rings: a.rings,
+            dead_slots: a.dead_slots,
+            limit_bytes: a.limit_bytes,
+            touched: a.touched,
+            unsettled: a.unsettled,
+            rendezvous_taken: a.rendezvous_taken,
+            stamp: a.stamp,
+            changed_now: a.changed_now,
+            changed_before: a.changed_before,
+        }
+    }
+}
+
+impl From<ArenaData> for TokenArena {
+    fn from(d: ArenaData) -> Self {
+        let mut rings = d.rings;
+        for r in &mut rings {
+            r.init = r.slots; // every slot is stored
+        }
+        TokenArena {
+            values_end: d.values.len(),
+            values: d.values.into_iter().map(MaybeUninit::new).collect(),
+            meta: d.meta,
+            rings,
+            dead_slots: d.dead_slots,
+            limit_bytes: d.limit_bytes,
+            touched: d.touched,
+            unsettled: d.unsettled,
+            rendezvous_taken: d.rendezvous_taken,
+            stamp: d.stamp,
+            changed_now: d.changed_now,
+            changed_before: d.changed_before,
+        }
     }
 }
 
@@ -735,5 +887,43 @@ mod tests {
         assert_eq!(a.token(x, 4), &[32.0]);
         assert_eq!(a.token(y, 1), &[4.0, 5.0, 6.0]);
         assert_eq!(a.meta(x, 3).seq, 3);
+    }
+
+    #[test]
+    fn unwritten_slots_read_as_zeros_and_serialize_as_stored() {
+        let mut a = TokenArena::new(usize::MAX);
+        let x = a.add_channel(2, 4).unwrap();
+        let y = a.add_channel(2, 2).unwrap();
+        a.reserve(x, 1);
+        a.write(x, &[1.0, 2.0], Instant::ZERO).unwrap(); // a short token: its tail is zero
+        assert_eq!(a.token(x, 0), &[1.0, 2.0, 0.0, 0.0]);
+        a.pop(x, 1, &mut Vec::new(), &mut Vec::new());
+        a.end_step();
+        a.reserve(x, 2);
+        a.write(x, &[5.0, 6.0, 7.0, 8.0], Instant::ZERO).unwrap(); // slot 1
+        a.write(x, &[9.0], Instant::ZERO).unwrap(); // slot 0 again: keeps what it held
+        assert_eq!(a.token(x, 1), &[9.0, 2.0, 0.0, 0.0]);
+        let json = serde_json::to_value(&a).unwrap();
+        let values: Vec<f32> = serde_json::from_value(json["values"].clone()).unwrap();
+        assert_eq!(
+            values,
+            [9.0, 2.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0, 0.0, 0.0, 0.0, 0.0]
+        );
+        let mut back: TokenArena = serde_json::from_value(json).unwrap();
+        assert_eq!(back.token(x, 1), a.token(x, 1));
+        back.reserve(y, 1);
+        back.write(y, &[3.0], Instant::ZERO).unwrap();
+        assert_eq!(back.token(y, 0), &[3.0, 0.0]);
+        // Relocation and compaction keep the payloads and the zeros of unwritten slots.
+        a.set_capacity(y, 4).unwrap();
+        a.set_capacity(x, 8).unwrap();
+        a.reserve(y, 1);
+        a.write(y, &[4.0], Instant::ZERO).unwrap();
+        assert_eq!(a.token(y, 0), &[4.0, 0.0]);
+        assert_eq!(a.token(x, 0), &[5.0, 6.0, 7.0, 8.0]);
+        let back: TokenArena = serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
+        assert_eq!(back.bytes(), a.bytes());
+        assert_eq!(back.token(x, 1), &[9.0, 2.0, 0.0, 0.0]);
+        assert_eq!(back.token(y, 0), &[4.0, 0.0]);
     }
 }
