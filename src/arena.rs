@@ -455,7 +455,11 @@ impl TokenArena {
             zero(&mut self.values[at + n..at + tl]);
             r.init = local + 1;
         }
-        self.values[at..at + n].write_copy_of_slice(&token[..n]);
+        if let ([v], [slot]) = (&token[..n], &mut self.values[at..at + n]) {
+            slot.write(*v); // one value: no library copy call
+        } else {
+            self.values[at..at + n].write_copy_of_slice(&token[..n]);
+        }
         let seq = r.next_seq;
         self.meta[r.offset + local] = TokenMeta { seq, visible };
         r.next_seq += 1;
@@ -553,8 +557,12 @@ impl TokenArena {
     /// the end of the step.
     pub fn pop(&mut self, ch: usize, n: usize, values: &mut Vec<f32>, metas: &mut Vec<TokenMeta>) {
         let n = n.min(self.rings[ch].len);
+        values.reserve(n * self.rings[ch].token_len);
         for i in 0..n {
-            values.extend_from_slice(self.token(ch, i));
+            match self.token(ch, i) {
+                [v] => values.push(*v), // one value: no library copy call
+                t => values.extend_from_slice(t),
+            }
             metas.push(self.meta(ch, i));
         }
         self.drop_front(ch, n, false);
@@ -861,6 +869,7 @@ impl From<ArenaData> for TokenArena {
             stamp: d.stamp,
             changed_now: d.changed_now,
             changed_before: d.changed_before,
+            known_visible: Vec::new(),
         }
     }
 }
