@@ -401,19 +401,25 @@ impl NodeRuntime {
             None => MAX_IN_FLIGHT.saturating_sub(in_flight),
         };
         let not_due = wiring.is_source && (self.remaining == Some(0) || self.next_due > now.tick);
-        let lacking_inputs: ChannelList = wiring
+        let mut lacking_inputs = ChannelList::new();
+        for (p, (v, &d)) in wiring
             .inputs
             .iter()
             .zip(self.views.iter().zip(&self.demand))
-            .filter(|(p, (v, d))| !p.optional && v.visible < **d as usize)
-            .filter_map(|(p, (_, d))| {
-                p.channels
-                    .iter()
-                    .copied()
-                    .find(|&c| arena.visible_count(c, now) < *d as usize)
-                    .or(p.channel)
-            })
-            .collect();
+        {
+            if p.optional || v.visible >= d as usize {
+                continue;
+            }
+            let short = p
+                .channels
+                .iter()
+                .copied()
+                .find(|&c| arena.visible_count(c, now) < d as usize)
+                .or(p.channel);
+            if let Some(c) = short {
+                lacking_inputs.push(c);
+            }
+        }
         let mut lacking_outputs = ChannelList::new();
         let mut watermark_outputs = ChannelList::new();
         for port in &wiring.outputs {

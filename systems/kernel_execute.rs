@@ -406,15 +406,14 @@ fn fire_timed(
 type Blocks<'a> = smallvec::SmallVec<[InputBlock<'a>; 4]>;
 
 fn blocks<'a>(wiring: &NodeWiring, bufs: &'a [Vec<f32>]) -> Blocks<'a> {
-    wiring
-        .inputs
-        .iter()
-        .zip(bufs)
-        .map(|(p, v)| InputBlock {
+    let mut out = Blocks::new();
+    for (p, v) in wiring.inputs.iter().zip(bufs) {
+        out.push(InputBlock {
             values: v,
             token_len: p.token_len,
-        })
-        .collect()
+        });
+    }
+    out
 }
 
 /// `Kpn`: every admitted node, in canonical order, fires its allowed firings one by one.
