@@ -15,17 +15,8 @@ fn stages_run_in_spec_order_without_ambiguity() {
     schedule
         .initialize(&mut world)
         .expect("the step schedule has no ambiguities");
-    let names: Vec<String> = schedule
-        .systems()
-        .expect("initialised")
-        .map(|(_, s)| s.name().to_string())
-        .collect();
-    let short: Vec<&str> = names
-        .iter()
-        .map(|n| n.rsplit("::").next().unwrap_or(n))
-        .collect();
     assert_eq!(
-        short,
+        system_names(&schedule),
         vec![
             "delay_expiry",
             "readiness",
@@ -42,17 +33,20 @@ fn a_scene_without_gates_or_thermal_nodes_runs_four_stages() {
     let mut schedule = tapwheel::systems::build_schedule_for(false, false);
     let mut world = World::new();
     schedule.initialize(&mut world).expect("initialises");
-    let names: Vec<String> = schedule
-        .systems()
-        .expect("initialised")
-        .map(|(_, s)| s.name().to_string())
-        .collect();
-    let short: Vec<&str> = names
-        .iter()
-        .map(|n| n.rsplit("::").next().unwrap_or(n))
-        .collect();
     assert_eq!(
-        short,
+        system_names(&schedule),
         vec!["delay_expiry", "readiness", "dispatch", "kernel_execute"]
     );
+}
+
+/// The short names of an initialised schedule's systems, in run order.
+fn system_names(schedule: &bevy_ecs::schedule::Schedule) -> Vec<String> {
+    schedule
+        .systems()
+        .expect("initialised")
+        .map(|(_, s)| {
+            let name = s.name().to_string();
+            name.rsplit("::").next().unwrap_or(&name).to_string()
+        })
+        .collect()
 }
